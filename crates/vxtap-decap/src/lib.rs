@@ -52,7 +52,7 @@ impl LinkType {
 }
 
 /// Which tunnel carried the inner frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TunnelKind {
     /// VXLAN (RFC 7348), as AWS VPC traffic mirroring sends it.
     Vxlan,

@@ -1,0 +1,123 @@
+//! One connection: its two streams, its handler and its timers.
+
+use vxtap_decap::{Segment, TcpFlags};
+
+use crate::stream::{Piece, Stream};
+use crate::{CloseReason, Dir, ReassemblyConfig, ReassemblyStats, StreamHandler};
+
+pub(crate) struct Flow<H> {
+    streams: [Stream; 2],
+    handler: H,
+    /// Whether direction A travels from the key's `lo` endpoint to `hi`.
+    a_is_lo: bool,
+    last_seen: u64,
+}
+
+impl<H: StreamHandler> Flow<H> {
+    pub(crate) fn new(first_is_lo: bool, handler: H) -> Self {
+        Flow { streams: [Stream::default(), Stream::default()], handler, a_is_lo: first_is_lo, last_seen: 0 }
+    }
+
+    /// Bytes this flow holds beyond its fixed overhead.
+    pub(crate) fn memory(&self) -> usize {
+        self.streams[0].buffered() + self.streams[1].buffered() + self.handler.buffered_bytes()
+    }
+
+    pub(crate) fn has_hole(&self) -> bool {
+        self.streams.iter().any(Stream::has_hole)
+    }
+
+    /// When the flow expires unless another packet comes.
+    pub(crate) fn deadline(&self, cfg: &ReassemblyConfig) -> u64 {
+        let closing = self.streams.iter().any(|s| s.ended || s.reached_fin());
+        let timeout = if closing { cfg.closing_timeout_us } else { cfg.idle_timeout_us };
+        self.last_seen + timeout
+    }
+
+    /// Handles a segment; returns why the flow must close, if it must.
+    pub(crate) fn segment(
+        &mut self,
+        seg: &Segment<'_>,
+        from_lo: bool,
+        ts: u64,
+        cfg: &ReassemblyConfig,
+        stats: &mut ReassemblyStats,
+        sink: &mut H::Sink,
+    ) -> Option<CloseReason> {
+        let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
+        let h = &seg.header;
+        self.last_seen = self.last_seen.max(ts);
+        self.handler.on_packet(dir, sink);
+        if h.flags.contains(TcpFlags::RST) {
+            return Some(CloseReason::Rst);
+        }
+        let stream = &mut self.streams[dir.index()];
+        stream.seen = true;
+        let mut seq = h.seq;
+        if h.flags.contains(TcpFlags::SYN) {
+            stream.syn(h.seq);
+            seq = seq.wrapping_add(1);
+        }
+        let handler = &mut self.handler;
+        let fin = h.flags.contains(TcpFlags::FIN);
+        stream.segment(seq, seg.payload, u64::from(h.missing), fin, ts, cfg, stats, &mut |piece| {
+            deliver(handler, dir, piece, ts, sink)
+        });
+        self.check_end(dir, ts, sink)
+    }
+
+    /// Declares holes that waited too long.
+    pub(crate) fn expire_holes(
+        &mut self,
+        now: u64,
+        cfg: &ReassemblyConfig,
+        stats: &mut ReassemblyStats,
+        sink: &mut H::Sink,
+    ) {
+        for dir in [Dir::A, Dir::B] {
+            let handler = &mut self.handler;
+            self.streams[dir.index()]
+                .expire_hole(now, cfg, stats, &mut |piece| deliver(handler, dir, piece, now, sink));
+        }
+    }
+
+    /// Flushes both streams and tells the handler the flow is over.
+    pub(crate) fn close(
+        &mut self,
+        now: u64,
+        reason: CloseReason,
+        stats: &mut ReassemblyStats,
+        sink: &mut H::Sink,
+    ) {
+        for dir in [Dir::A, Dir::B] {
+            let handler = &mut self.handler;
+            self.streams[dir.index()].flush(stats, &mut |piece| deliver(handler, dir, piece, now, sink));
+            let stream = &mut self.streams[dir.index()];
+            if stream.reached_fin() && !stream.ended {
+                stream.ended = true;
+                self.handler.on_end(dir, now, sink);
+            }
+        }
+        self.handler.on_close(now, reason, sink);
+    }
+
+    /// Signals the end of `dir` once its FIN is reached; the flow closes when both ends are done, or
+    /// when one is and the other direction was never seen (a one-direction mirror).
+    fn check_end(&mut self, dir: Dir, ts: u64, sink: &mut H::Sink) -> Option<CloseReason> {
+        let stream = &mut self.streams[dir.index()];
+        if stream.reached_fin() && !stream.ended {
+            stream.ended = true;
+            self.handler.on_end(dir, ts, sink);
+        }
+        let other = &self.streams[dir.other().index()];
+        let this = &self.streams[dir.index()];
+        (this.ended && (other.ended || !other.seen)).then_some(CloseReason::Fin)
+    }
+}
+
+fn deliver<H: StreamHandler>(handler: &mut H, dir: Dir, piece: Piece<'_>, ts: u64, sink: &mut H::Sink) {
+    match piece {
+        Piece::Data(data) => handler.on_data(dir, data, ts, sink),
+        Piece::Gap(len) => handler.on_gap(dir, len, ts, sink),
+    }
+}

@@ -1,0 +1,254 @@
+//! One direction of a flow: sequence tracking, the out-of-order buffer and gap decisions.
+
+use std::collections::BTreeMap;
+
+use crate::{ReassemblyConfig, ReassemblyStats};
+
+/// Segments whose sequence number is farther than this from the next expected byte are not part of
+/// the stream (a stale or forged segment), however much was lost.
+const MAX_WINDOW: i64 = 256 << 20;
+
+/// What a stream hands to its flow's handler.
+pub(crate) enum Piece<'a> {
+    Data(&'a [u8]),
+    Gap(u64),
+}
+
+/// Bytes that arrived ahead of a hole, plus the bytes the capture cut from the end of their segment.
+struct Chunk {
+    data: Vec<u8>,
+    missing: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Stream {
+    /// Sequence number of the next byte to deliver, once known.
+    next_seq: Option<u32>,
+    /// Stream offset of `next_seq` (bytes delivered plus bytes declared lost).
+    pos: u64,
+    ooo: BTreeMap<u64, Chunk>,
+    ooo_bytes: usize,
+    /// Capture time when the current hole opened.
+    hole_since: Option<u64>,
+    /// Stream offset of the FIN, once seen.
+    fin: Option<u64>,
+    pub(crate) ended: bool,
+    pub(crate) seen: bool,
+}
+
+impl Stream {
+    pub(crate) fn buffered(&self) -> usize {
+        self.ooo_bytes
+    }
+
+    pub(crate) fn has_hole(&self) -> bool {
+        !self.ooo.is_empty()
+    }
+
+    /// A SYN fixes the initial sequence number, unless data already flowed (a late retransmitted SYN).
+    pub(crate) fn syn(&mut self, seq: u32) {
+        if self.pos == 0 && self.ooo.is_empty() {
+            self.next_seq = Some(seq.wrapping_add(1));
+        }
+    }
+
+    /// Handles one segment's payload (`missing` bytes cut by the capture follow it) and FIN.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn segment(
+        &mut self,
+        seq: u32,
+        payload: &[u8],
+        missing: u64,
+        fin: bool,
+        ts: u64,
+        cfg: &ReassemblyConfig,
+        stats: &mut ReassemblyStats,
+        emit: &mut dyn FnMut(Piece<'_>),
+    ) {
+        let next = *self.next_seq.get_or_insert(seq);
+        let rel = i64::from(seq.wrapping_sub(next) as i32);
+        let len = payload.len() as i64 + missing as i64;
+        if !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) {
+            stats.out_of_window += 1;
+            return;
+        }
+        if fin && rel + len >= 0 && self.fin.is_none() {
+            self.fin = Some(self.pos + (rel + len) as u64);
+        }
+        if len > 0 {
+            if rel + len <= 0 {
+                stats.duplicates += 1;
+            } else {
+                // Trim what was already delivered; the rest starts at or after `pos`.
+                let skip = (-rel).max(0) as usize;
+                let data = payload.get(skip..).unwrap_or(&[]);
+                let missing = missing - (skip.saturating_sub(payload.len()) as u64);
+                let at = self.pos + rel.max(0) as u64;
+                if at == self.pos {
+                    self.deliver(data, missing, emit, stats);
+                    self.drain(emit, stats);
+                } else {
+                    stats.out_of_order += 1;
+                    self.insert(at, data, missing, stats);
+                }
+            }
+        }
+        if self.ooo.is_empty() {
+            self.hole_since = None;
+        } else {
+            self.hole_since.get_or_insert(ts);
+            if self.ooo_bytes > cfg.max_ooo_bytes {
+                self.skip_hole(emit, stats);
+            }
+        }
+    }
+
+    /// Declares the current hole lost if it waited longer than the reorder timeout.
+    pub(crate) fn expire_hole(
+        &mut self,
+        now: u64,
+        cfg: &ReassemblyConfig,
+        stats: &mut ReassemblyStats,
+        emit: &mut dyn FnMut(Piece<'_>),
+    ) {
+        while let Some(since) = self.hole_since {
+            if now.saturating_sub(since) < cfg.reorder_timeout_us {
+                break;
+            }
+            self.skip_hole(emit, stats);
+            self.hole_since = if self.ooo.is_empty() { None } else { Some(now) };
+        }
+    }
+
+    /// Delivers everything buffered, declaring every hole (and bytes missing before a FIN) a gap.
+    pub(crate) fn flush(&mut self, stats: &mut ReassemblyStats, emit: &mut dyn FnMut(Piece<'_>)) {
+        while !self.ooo.is_empty() {
+            self.skip_hole(emit, stats);
+        }
+        self.hole_since = None;
+        if let Some(fin) = self.fin {
+            if fin > self.pos {
+                let len = fin - self.pos;
+                self.gap(len, emit, stats);
+            }
+        }
+    }
+
+    /// True once the stream has delivered (or declared lost) every byte before its FIN.
+    pub(crate) fn reached_fin(&self) -> bool {
+        self.fin.is_some_and(|fin| self.pos >= fin)
+    }
+
+    fn deliver(
+        &mut self,
+        data: &[u8],
+        missing: u64,
+        emit: &mut dyn FnMut(Piece<'_>),
+        stats: &mut ReassemblyStats,
+    ) {
+        if !data.is_empty() {
+            emit(Piece::Data(data));
+            self.advance(data.len() as u64);
+            stats.bytes += data.len() as u64;
+        }
+        if missing > 0 {
+            // Bytes the capture cut will never arrive from the mirror: a gap, up to any buffered data.
+            let end = self.pos + missing;
+            let until = self.ooo.first_key_value().map_or(end, |(&at, _)| at.min(end));
+            if until > self.pos {
+                self.gap(until - self.pos, emit, stats);
+            }
+        }
+    }
+
+    /// Delivers buffered chunks that became contiguous.
+    fn drain(&mut self, emit: &mut dyn FnMut(Piece<'_>), stats: &mut ReassemblyStats) {
+        while let Some(entry) = self.ooo.first_entry() {
+            if *entry.key() > self.pos {
+                break;
+            }
+            let (at, chunk) = entry.remove_entry();
+            self.ooo_bytes -= chunk.data.len();
+            let skip = (self.pos - at) as usize;
+            let end = at + chunk.data.len() as u64 + chunk.missing;
+            if end <= self.pos {
+                continue;
+            }
+            let data = chunk.data.get(skip..).unwrap_or(&[]);
+            let missing = end - self.pos - data.len() as u64;
+            self.deliver(data, missing, emit, stats);
+        }
+    }
+
+    /// Declares the bytes up to the first buffered chunk lost, then delivers what follows.
+    fn skip_hole(&mut self, emit: &mut dyn FnMut(Piece<'_>), stats: &mut ReassemblyStats) {
+        if let Some((&at, _)) = self.ooo.first_key_value() {
+            if at > self.pos {
+                self.gap(at - self.pos, emit, stats);
+            }
+            self.drain(emit, stats);
+        }
+    }
+
+    fn gap(&mut self, len: u64, emit: &mut dyn FnMut(Piece<'_>), stats: &mut ReassemblyStats) {
+        emit(Piece::Gap(len));
+        self.advance(len);
+        stats.gaps += 1;
+        stats.gap_bytes += len;
+    }
+
+    fn advance(&mut self, len: u64) {
+        self.pos += len;
+        if let Some(next) = self.next_seq.as_mut() {
+            *next = next.wrapping_add(len as u32);
+        }
+    }
+
+    /// Buffers `data` at stream offset `at`, keeping bytes already buffered (first data wins) and
+    /// counting overlaps whose bytes differ.
+    fn insert(&mut self, at: u64, data: &[u8], missing: u64, stats: &mut ReassemblyStats) {
+        let end = at + data.len() as u64;
+        let mut cursor = at;
+        let mut pieces: Vec<(u64, u64)> = Vec::new();
+        let before = self.ooo.range(..at).next_back().map(|(&s, c)| (s, c));
+        let overlapping = before.into_iter().chain(self.ooo.range(at..end.max(at + 1)).map(|(&s, c)| (s, c)));
+        let mut duplicate = !data.is_empty();
+        for (start, chunk) in overlapping {
+            let chunk_end = start + chunk.data.len() as u64;
+            if chunk_end <= cursor || start >= end {
+                continue;
+            }
+            if start > cursor {
+                pieces.push((cursor, start));
+                duplicate = false;
+            }
+            let (lo, hi) = (start.max(at), chunk_end.min(end));
+            let old = &chunk.data[(lo - start) as usize..(hi - start) as usize];
+            let new = &data[(lo - at) as usize..(hi - at) as usize];
+            if old != new {
+                stats.overlap_conflicts += 1;
+            }
+            cursor = cursor.max(chunk_end);
+        }
+        if cursor < end || data.is_empty() {
+            pieces.push((cursor.min(end), end));
+            duplicate = false;
+        }
+        if duplicate {
+            stats.duplicates += 1;
+        }
+        let last = pieces.len().saturating_sub(1);
+        for (i, (start, stop)) in pieces.into_iter().enumerate() {
+            let bytes = data[(start - at) as usize..(stop - at) as usize].to_vec();
+            let chunk_missing = if i == last && stop == end { missing } else { 0 };
+            if bytes.is_empty() && chunk_missing == 0 {
+                continue;
+            }
+            self.ooo_bytes += bytes.len();
+            if let Some(old) = self.ooo.insert(start, Chunk { data: bytes, missing: chunk_missing }) {
+                // Only an empty marker can share a start with new bytes; keep the larger record.
+                self.ooo_bytes -= old.data.len();
+            }
+        }
+    }
+}

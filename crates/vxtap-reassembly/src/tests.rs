@@ -1,0 +1,340 @@
+use super::*;
+use proptest::prelude::*;
+use vxtap_decap::{SegmentHeader, TcpFlags, Tunnel};
+
+/// What a test handler saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Data(Dir, Vec<u8>),
+    Gap(Dir, u64),
+    End(Dir),
+    Close(CloseReason),
+}
+
+#[derive(Default)]
+struct Recorder;
+
+impl StreamHandler for Recorder {
+    type Sink = Vec<Seen>;
+    fn on_data(&mut self, dir: Dir, data: &[u8], _ts: u64, sink: &mut Vec<Seen>) {
+        match sink.last_mut() {
+            Some(Seen::Data(d, bytes)) if *d == dir => bytes.extend_from_slice(data),
+            _ => sink.push(Seen::Data(dir, data.to_vec())),
+        }
+    }
+    fn on_gap(&mut self, dir: Dir, len: u64, _ts: u64, sink: &mut Vec<Seen>) {
+        sink.push(Seen::Gap(dir, len));
+    }
+    fn on_end(&mut self, dir: Dir, _ts: u64, sink: &mut Vec<Seen>) {
+        sink.push(Seen::End(dir));
+    }
+    fn on_close(&mut self, _ts: u64, reason: CloseReason, sink: &mut Vec<Seen>) {
+        sink.push(Seen::Close(reason));
+    }
+}
+
+const CLIENT: &str = "10.0.0.1:40000";
+const SERVER: &str = "10.0.0.2:80";
+
+fn header(src: &str, dst: &str, seq: u32, flags: TcpFlags) -> SegmentHeader {
+    SegmentHeader {
+        tunnel: None,
+        vlan: None,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        seq,
+        ack: 0,
+        flags,
+        missing: 0,
+    }
+}
+
+fn feed(table: &mut FlowTable<Recorder>, sink: &mut Vec<Seen>, h: SegmentHeader, payload: &[u8], ts: u64) {
+    table.process(&Segment { header: h, payload }, ts, sink, |_| Recorder);
+}
+
+fn data_of(seen: &[Seen], dir: Dir) -> Vec<u8> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Data(d, bytes) if *d == dir => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn ack() -> TcpFlags {
+    TcpFlags::ACK
+}
+
+#[test]
+fn handshake_data_both_ways_and_fin_close() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 100, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), b"", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 101, ack()), b"GET / HTTP/1.1\r\n\r\n", 3);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5001, ack()), b"HTTP/1.1 200 OK\r\n\r\n", 4);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 119, ack().union(TcpFlags::FIN)), b"", 5);
+    assert_eq!(t.len(), 1);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5020, ack().union(TcpFlags::FIN)), b"", 6);
+    assert_eq!(t.len(), 0);
+    assert_eq!(
+        s,
+        vec![
+            Seen::Data(Dir::A, b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+            Seen::Data(Dir::B, b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+            Seen::End(Dir::A),
+            Seen::End(Dir::B),
+            Seen::Close(CloseReason::Fin),
+        ]
+    );
+    assert_eq!(t.stats().closed_fin, 1);
+    assert_eq!(t.memory(), 0);
+}
+
+#[test]
+fn out_of_order_duplicates_and_wraparound() {
+    let isn = u32::MAX - 5;
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, isn, TcpFlags::SYN), b"", 1);
+    let base = isn.wrapping_add(1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, base.wrapping_add(8), ack()), b"89abcdef", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, base.wrapping_add(4), ack()), b"4567", 3);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, base.wrapping_add(4), ack()), b"4567", 4);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, base, ack()), b"0123", 5);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, base, ack()), b"0123", 6);
+    assert_eq!(data_of(&s, Dir::A), b"0123456789abcdef");
+    assert_eq!(t.stats().duplicates, 2);
+    assert_eq!(t.stats().gaps, 0);
+}
+
+#[test]
+fn conflicting_overlap_keeps_first_data_and_counts() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 5, ack()), b"AAAA", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 3, ack()), b"xxBBBBzz", 3);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"01", 4);
+    assert_eq!(data_of(&s, Dir::A), b"01xxAAAAzz");
+    assert_eq!(t.stats().overlap_conflicts, 1);
+}
+
+#[test]
+fn hole_becomes_gap_after_reorder_timeout() {
+    let cfg = ReassemblyConfig { reorder_timeout_us: 1000, ..ReassemblyConfig::default() };
+    let mut t = FlowTable::new(cfg);
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"abc", 10);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 9, ack()), b"ijk", 20);
+    t.advance(500, &mut s);
+    assert_eq!(data_of(&s, Dir::A), b"abc");
+    t.advance(1100, &mut s);
+    assert_eq!(
+        &s[1..],
+        &[Seen::Gap(Dir::A, 5), Seen::Data(Dir::A, b"ijk".to_vec())],
+        "the 5 missing bytes are a gap and what follows is delivered"
+    );
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 4, ack()), b"defgh", 1200);
+    assert_eq!(t.stats().duplicates, 1, "the late segment is old news");
+}
+
+#[test]
+fn truncated_segment_is_an_exact_gap() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    let mut cut = header(CLIENT, SERVER, 1, ack());
+    cut.missing = 100;
+    feed(&mut t, &mut s, cut, b"head", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 105, ack()), b"tail", 3);
+    assert_eq!(
+        s,
+        vec![
+            Seen::Data(Dir::A, b"head".to_vec()),
+            Seen::Gap(Dir::A, 100),
+            Seen::Data(Dir::A, b"tail".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn close_flushes_holes_and_bytes_missing_before_fin() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"ab", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 5, ack()), b"ef", 3);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 0, ack()), b"", 3);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 10, ack().union(TcpFlags::FIN)), b"", 4);
+    t.close_all(5, &mut s);
+    assert_eq!(
+        s,
+        vec![
+            Seen::Data(Dir::A, b"ab".to_vec()),
+            Seen::Gap(Dir::A, 2),
+            Seen::Data(Dir::A, b"ef".to_vec()),
+            Seen::Gap(Dir::A, 3),
+            Seen::End(Dir::A),
+            Seen::Close(CloseReason::Shutdown),
+        ]
+    );
+}
+
+#[test]
+fn one_direction_flow_closes_on_its_fin() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"x", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 2, ack().union(TcpFlags::FIN)), b"", 3);
+    assert!(t.is_empty());
+    assert_eq!(s.last(), Some(&Seen::Close(CloseReason::Fin)));
+}
+
+#[test]
+fn midstream_flow_starts_at_first_segment_and_rst_closes() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 777, ack()), b"mid", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 780, ack()), b"stream", 2);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 1, TcpFlags::RST), b"", 3);
+    assert_eq!(data_of(&s, Dir::A), b"midstream");
+    assert_eq!(s.last(), Some(&Seen::Close(CloseReason::Rst)));
+}
+
+#[test]
+fn idle_flows_expire_and_vnis_never_mix() {
+    let mut t = FlowTable::new(ReassemblyConfig { idle_timeout_us: 1_000, ..ReassemblyConfig::default() });
+    let mut s = Vec::new();
+    let tunnel = |vni| Tunnel {
+        kind: vxtap_decap::TunnelKind::Vxlan,
+        vni,
+        src: "10.9.0.1".parse().unwrap(),
+        dst: "10.9.0.2".parse().unwrap(),
+    };
+    for vni in [1, 2] {
+        let mut h = header(CLIENT, SERVER, 0, ack());
+        h.tunnel = Some(tunnel(vni));
+        feed(&mut t, &mut s, h, b"same addresses", 10);
+    }
+    assert_eq!(t.len(), 2);
+    t.advance(500, &mut s);
+    assert_eq!(t.len(), 2);
+    t.advance(1_011, &mut s);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().closed_idle, 2);
+}
+
+#[test]
+fn memcap_evicts_least_recent_flows() {
+    let cfg = ReassemblyConfig { memcap: 10 * FLOW_OVERHEAD + 4000, ..ReassemblyConfig::default() };
+    let mut t = FlowTable::new(cfg);
+    let mut s = Vec::new();
+    for i in 0..50u16 {
+        let client = format!("10.0.0.1:{}", 1000 + i);
+        // Data after a hole stays buffered: 1000 bytes per flow.
+        feed(&mut t, &mut s, header(&client, SERVER, 0, TcpFlags::SYN), b"", u64::from(i));
+        feed(&mut t, &mut s, header(&client, SERVER, 100, ack()), &[b'x'; 1000], u64::from(i));
+        assert!(t.memory() <= 10 * FLOW_OVERHEAD + 4000, "memory {} over cap", t.memory());
+    }
+    assert!(t.stats().evicted >= 40);
+    assert!(t.len() <= 10);
+}
+
+#[test]
+fn flow_count_limit_evicts() {
+    let mut t = FlowTable::new(ReassemblyConfig { max_flows: 3, ..ReassemblyConfig::default() });
+    let mut s = Vec::new();
+    for i in 0..10u16 {
+        feed(&mut t, &mut s, header(&format!("10.0.0.1:{}", 1000 + i), SERVER, 0, ack()), b"x", u64::from(i));
+    }
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.stats().evicted, 7);
+}
+
+#[test]
+fn shard_hash_is_symmetric() {
+    let fwd = header(CLIENT, SERVER, 0, ack());
+    let rev = header(SERVER, CLIENT, 0, ack());
+    assert_eq!(FlowKey::of(&fwd).0.shard_hash(), FlowKey::of(&rev).0.shard_hash());
+    assert_ne!(FlowKey::of(&fwd).1, FlowKey::of(&rev).1);
+}
+
+proptest! {
+    /// Any segmentation, order and duplication of a stream reassembles to the same bytes.
+    #[test]
+    fn any_segmentation_order_and_duplication(
+        data in proptest::collection::vec(any::<u8>(), 1..3000),
+        cuts in proptest::collection::vec(1usize..400, 1..40),
+        order in proptest::collection::vec(any::<u32>(), 0..60),
+        dups in proptest::collection::vec(any::<u16>(), 0..10),
+        isn in any::<u32>(),
+    ) {
+        let mut segments = Vec::new();
+        let mut at = 0;
+        let mut i = 0;
+        while at < data.len() {
+            let len = cuts[i % cuts.len()].min(data.len() - at);
+            segments.push((at, len));
+            at += len;
+            i += 1;
+        }
+        for d in &dups {
+            let pick = segments[usize::from(*d) % segments.len()];
+            segments.push(pick);
+        }
+        for (i, r) in order.iter().enumerate() {
+            let (a, b) = (i % segments.len(), *r as usize % segments.len());
+            segments.swap(a, b);
+        }
+        let mut t = FlowTable::new(ReassemblyConfig::default());
+        let mut s = Vec::new();
+        feed(&mut t, &mut s, header(CLIENT, SERVER, isn, TcpFlags::SYN), b"", 0);
+        for (n, (start, len)) in segments.iter().enumerate() {
+            let seq = isn.wrapping_add(1).wrapping_add(*start as u32);
+            feed(&mut t, &mut s, header(CLIENT, SERVER, seq, ack()), &data[*start..start + len], n as u64);
+        }
+        t.close_all(10_000, &mut s);
+        prop_assert_eq!(data_of(&s, Dir::A), data);
+        prop_assert!(!s.iter().any(|x| matches!(x, Seen::Gap(..))));
+        prop_assert_eq!(t.stats().gaps, 0);
+    }
+
+    /// Losing segments yields gaps whose lengths plus the delivered bytes cover the stream exactly.
+    #[test]
+    fn losses_become_exact_gaps(
+        data in proptest::collection::vec(any::<u8>(), 1..2000),
+        seg in 1usize..300,
+        lose in proptest::collection::vec(any::<bool>(), 1..20),
+    ) {
+        let mut t = FlowTable::new(ReassemblyConfig::default());
+        let mut s = Vec::new();
+        feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 0);
+        let mut expected = Vec::new();
+        for (n, start) in (0..data.len()).step_by(seg).enumerate() {
+            let end = (start + seg).min(data.len());
+            if lose[n % lose.len()] {
+                expected.extend(std::iter::repeat_n(None, end - start));
+            } else {
+                feed(&mut t, &mut s, header(CLIENT, SERVER, 1 + start as u32, ack()), &data[start..end], n as u64);
+                expected.extend(data[start..end].iter().map(|b| Some(*b)));
+            }
+        }
+        let fin = header(CLIENT, SERVER, 1 + data.len() as u32, ack().union(TcpFlags::FIN));
+        feed(&mut t, &mut s, fin, b"", 9_999);
+        t.close_all(10_000, &mut s);
+        let mut got = Vec::new();
+        for x in &s {
+            match x {
+                Seen::Data(Dir::A, bytes) => got.extend(bytes.iter().map(|b| Some(*b))),
+                Seen::Gap(Dir::A, len) => got.extend(std::iter::repeat_n(None, *len as usize)),
+                _ => {}
+            }
+        }
+        prop_assert_eq!(got, expected);
+    }
+}
