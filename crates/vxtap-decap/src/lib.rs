@@ -153,6 +153,10 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, for pre-registering counters.
+    pub const ALL: [SkipReason; 4] =
+        [SkipReason::NotTcp, SkipReason::VniFiltered, SkipReason::OuterFragment, SkipReason::InnerFragment];
+
     /// Counter name for this reason.
     pub fn kind(self) -> &'static str {
         match self {

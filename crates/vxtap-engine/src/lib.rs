@@ -1,14 +1,356 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The vxtap pipeline: decapsulated segments are sharded by flow onto worker threads, each of which
+//! owns a flow table, rebuilds HTTP transactions, runs the detector and writes EVE JSON events.
+//!
+//! Input threads (pcap reader, UDP receivers, live capture) each own a [`Dispatcher`]; workers own
+//! their flows outright (no locks on the data path); every queue is bounded. With
+//! [`Overload::Drop`] (live input) a full worker queue costs a counted drop, never a stall; with
+//! [`Overload::Block`] (files) the reader waits, so nothing is lost.
+//!
+//! ```
+//! use vxtap_decap::LinkType;
+//! use vxtap_engine::{Engine, EngineConfig};
+//!
+//! let events = Box::new(std::io::sink());
+//! let engine = Engine::start(EngineConfig::default(), events).unwrap();
+//! let mut input = engine.dispatcher();
+//! input.frame(LinkType::Ethernet, &[0u8; 10], 0); // counted as a decap error
+//! drop(input);
+//! let metrics = engine.metrics();
+//! engine.finish().unwrap();
+//! assert_eq!(metrics.summary()["decap_errors"]["ethernet_truncated"], 1);
+//! ```
+
+mod event;
+mod json;
+mod metrics;
+mod worker;
+
+use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use vxtap_decap::{
+    DecapConfig, DecapError, Decoded, LinkType, Segment, SegmentHeader, decode_frame, decode_udp_payload,
+};
+use vxtap_http::HttpConfig;
+use vxtap_reassembly::{FlowKey, ReassemblyConfig};
+
+pub use event::{Origin, write_events};
+pub use metrics::Metrics;
+pub use worker::Pipeline;
+
+/// What an input does when a worker's queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overload {
+    /// Wait for room: nothing is lost (offline files).
+    Block,
+    /// Drop the batch and count it: capture never stalls (live input).
+    Drop,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Everything the pipeline needs to know.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Worker threads (at least one).
+    pub workers: usize,
+    /// Tunnel ports and VNI filter.
+    pub decap: DecapConfig,
+    /// Flow-table limits; `memcap` is the total, split evenly across workers.
+    pub reassembly: ReassemblyConfig,
+    /// HTTP parser limits.
+    pub http: HttpConfig,
+    /// Run the detector on every request.
+    pub detect: bool,
+    /// Inner TCP ports treated as HTTP; empty means any port.
+    pub ports: Vec<u16>,
+    /// Behaviour when a worker queue is full.
+    pub overload: Overload,
+    /// Batches each worker queue holds.
+    pub queue_batches: usize,
+    /// Advance flow timers from the wall clock even when no packet arrives (live input).
+    pub wall_clock: bool,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            decap: DecapConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            http: HttpConfig::default(),
+            detect: true,
+            ports: Vec::new(),
+            overload: Overload::Block,
+            queue_batches: 1024,
+            wall_clock: false,
+        }
+    }
+}
+
+/// Errors of the engine itself (inputs report their own).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A thread could not be started.
+    #[error("cannot start thread {name}: {source}")]
+    Spawn {
+        /// Thread name.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing events failed.
+    #[error("writing events: {0}")]
+    Write(#[source] io::Error),
+    /// A worker thread panicked (a bug); its flows are lost.
+    #[error("worker thread {0} panicked")]
+    WorkerPanicked(usize),
+}
+
+/// Work for one worker.
+enum Work {
+    Batch(Batch),
+    /// The wall clock, for timers when the input is quiet.
+    Tick(u64),
+}
+
+/// Segments bound for one worker: headers plus payload bytes packed in one buffer, so a batch costs
+/// two allocations however many segments it holds.
+#[derive(Default)]
+struct Batch {
+    items: Vec<BatchItem>,
+    data: Vec<u8>,
+}
+
+struct BatchItem {
+    header: SegmentHeader,
+    start: usize,
+    len: usize,
+    ts: u64,
+}
+
+const BATCH_ITEMS: usize = 128;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// A running pipeline.
+pub struct Engine {
+    cfg: Arc<EngineConfig>,
+    senders: Vec<Sender<Work>>,
+    workers: Vec<JoinHandle<()>>,
+    writer: JoinHandle<io::Result<()>>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// Starts the workers and the event writer (events go to `events`, one JSON object a line).
+    pub fn start(mut cfg: EngineConfig, events: Box<dyn Write + Send>) -> Result<Engine, EngineError> {
+        cfg.workers = cfg.workers.max(1);
+        cfg.reassembly.memcap /= cfg.workers;
+        let cfg = Arc::new(cfg);
+        let metrics = Arc::new(Metrics::new(cfg.workers));
+        let (event_tx, event_rx) = bounded::<Vec<u8>>(cfg.workers * 64);
+        let writer = spawn("vxtap-events", {
+            let metrics = metrics.clone();
+            move || write_events_loop(event_rx, events, &metrics)
+        })?;
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for index in 0..cfg.workers {
+            let (tx, rx) = bounded(cfg.queue_batches.max(1));
+            let ctx = worker::Worker::new(index, cfg.clone(), metrics.clone(), event_tx.clone());
+            workers.push(spawn(&format!("vxtap-worker-{index}"), move || ctx.run(rx))?);
+            senders.push(tx);
+        }
+        let ticker = if cfg.wall_clock { Some(start_ticker(senders.clone())?) } else { None };
+        Ok(Engine { cfg, senders, workers, writer, ticker, metrics })
+    }
+
+    /// A new input handle; each input thread owns one.
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher {
+            cfg: self.cfg.clone(),
+            senders: self.senders.clone(),
+            pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// The shared counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Ends the pipeline once every [`Dispatcher`] is dropped: workers close all flows (emitting every
+    /// complete request), the writer flushes, and the threads are joined.
+    pub fn finish(self) -> Result<(), EngineError> {
+        if let Some((stop, handle)) = self.ticker {
+            stop.store(true, Relaxed);
+            let _ = handle.join();
+        }
+        drop(self.senders);
+        let mut result = Ok(());
+        for (index, worker) in self.workers.into_iter().enumerate() {
+            if worker.join().is_err() && result.is_ok() {
+                result = Err(EngineError::WorkerPanicked(index));
+            }
+        }
+        match self.writer.join() {
+            Ok(Ok(())) => result,
+            Ok(Err(e)) => Err(EngineError::Write(e)),
+            Err(_) => Err(EngineError::WorkerPanicked(usize::MAX)),
+        }
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, EngineError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+        .map_err(|source| EngineError::Spawn { name: name.to_string(), source })
+}
+
+/// Microseconds since the Unix epoch, from the wall clock.
+pub fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn start_ticker(senders: Vec<Sender<Work>>) -> Result<(Arc<AtomicBool>, JoinHandle<()>), EngineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = spawn("vxtap-ticker", move || {
+        while !flag.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = now_micros();
+            for tx in &senders {
+                let _ = tx.try_send(Work::Tick(now));
+            }
+        }
+    })?;
+    Ok((stop, handle))
+}
+
+fn write_events_loop(
+    rx: Receiver<Vec<u8>>,
+    events: Box<dyn Write + Send>,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, events);
+    for chunk in rx.iter() {
+        out.write_all(&chunk)?;
+        metrics.event_bytes.fetch_add(chunk.len() as u64, Relaxed);
+        if rx.is_empty() {
+            out.flush()?;
+        }
+    }
+    out.flush()
+}
+
+/// An input thread's handle into the pipeline: decodes frames and routes segments to workers.
+/// Partly filled batches are sent by [`Dispatcher::flush`] and when the dispatcher is dropped.
+pub struct Dispatcher {
+    cfg: Arc<EngineConfig>,
+    senders: Vec<Sender<Work>>,
+    pending: Vec<Batch>,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    /// A captured frame (pcap file or interface) with link type `link`, captured at `ts` (µs).
+    pub fn frame(&mut self, link: LinkType, frame: &[u8], ts: u64) {
+        self.count(frame.len());
+        let decoded = decode_frame(link, frame, &self.cfg.decap);
+        self.route(decoded, ts);
+    }
+
+    /// A datagram received on the tunnel socket bound to `local_port`.
+    pub fn udp_payload(&mut self, src: IpAddr, dst: IpAddr, local_port: u16, payload: &[u8], ts: u64) {
+        self.count(payload.len());
+        let decoded = decode_udp_payload(src, dst, local_port, payload, &self.cfg.decap);
+        self.route(decoded, ts);
+    }
+
+    fn count(&self, bytes: usize) {
+        self.metrics.packets.fetch_add(1, Relaxed);
+        self.metrics.bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    fn route(&mut self, decoded: Result<Decoded<'_>, DecapError>, ts: u64) {
+        let Some(segment) = accept(decoded, &self.cfg, &self.metrics) else { return };
+        let h = &segment.header;
+        let shard = (FlowKey::of(h).0.shard_hash() % self.senders.len() as u64) as usize;
+        let batch = &mut self.pending[shard];
+        let start = batch.data.len();
+        batch.data.extend_from_slice(segment.payload);
+        batch.items.push(BatchItem { header: *h, start, len: segment.payload.len(), ts });
+        if batch.items.len() >= BATCH_ITEMS || batch.data.len() >= BATCH_BYTES {
+            self.send(shard);
+        }
+    }
+
+    /// Sends every partly filled batch; call when the input pauses (end of a receive batch).
+    pub fn flush(&mut self) {
+        for shard in 0..self.pending.len() {
+            if !self.pending[shard].items.is_empty() {
+                self.send(shard);
+            }
+        }
+    }
+
+    fn send(&mut self, shard: usize) {
+        let batch = std::mem::take(&mut self.pending[shard]);
+        let count = batch.items.len() as u64;
+        self.metrics.shard_queue_depth.fetch_add(count, Relaxed);
+        let sent = match self.cfg.overload {
+            Overload::Block => self.senders[shard].send(Work::Batch(batch)).is_ok(),
+            Overload::Drop => match self.senders[shard].try_send(Work::Batch(batch)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            },
+        };
+        if !sent {
+            self.metrics.shard_queue_depth.fetch_sub(count, Relaxed);
+        }
+    }
+}
+
+/// The segment of a decoded frame when it is one vxtap should reassemble; everything else is counted.
+fn accept<'a>(
+    decoded: Result<Decoded<'a>, DecapError>,
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+) -> Option<Segment<'a>> {
+    let segment = match decoded {
+        Ok(Decoded::Tcp(segment)) => segment,
+        Ok(Decoded::Skipped(reason)) => {
+            metrics.skipped(reason);
+            return None;
+        }
+        Err(err) => {
+            metrics.decap_error(err);
+            return None;
+        }
+    };
+    let (src, dst) = (segment.header.src.port(), segment.header.dst.port());
+    if !cfg.ports.is_empty() && !cfg.ports.contains(&src) && !cfg.ports.contains(&dst) {
+        metrics.port_filtered.fetch_add(1, Relaxed);
+        return None;
+    }
+    Some(segment)
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

@@ -217,6 +217,46 @@ pub struct ReassemblyStats {
     pub out_of_order: u64,
     /// Segments too far from the expected sequence number to belong to the stream.
     pub out_of_window: u64,
+    /// Segments without payload (bare ACK, FIN, RST) for no known flow, ignored.
+    pub stray: u64,
+}
+
+impl ReassemblyStats {
+    /// Adds another table's counters to these (summing over workers).
+    pub fn add(&mut self, other: &ReassemblyStats) {
+        let ReassemblyStats {
+            segments,
+            flows,
+            closed_fin,
+            closed_rst,
+            closed_idle,
+            evicted,
+            closed_shutdown,
+            bytes,
+            gaps,
+            gap_bytes,
+            duplicates,
+            overlap_conflicts,
+            out_of_order,
+            out_of_window,
+            stray,
+        } = other;
+        self.segments += segments;
+        self.flows += flows;
+        self.closed_fin += closed_fin;
+        self.closed_rst += closed_rst;
+        self.closed_idle += closed_idle;
+        self.evicted += evicted;
+        self.closed_shutdown += closed_shutdown;
+        self.bytes += bytes;
+        self.gaps += gaps;
+        self.gap_bytes += gap_bytes;
+        self.duplicates += duplicates;
+        self.overlap_conflicts += overlap_conflicts;
+        self.out_of_order += out_of_order;
+        self.out_of_window += out_of_window;
+        self.stray += stray;
+    }
 }
 
 /// One worker's flow table: owns its flows outright, no locks.
@@ -258,6 +298,12 @@ impl<H: StreamHandler> FlowTable<H> {
         self.stats.segments += 1;
         let (key, forward) = FlowKey::of(&seg.header);
         if !self.flows.contains_key(&key) {
+            let h = &seg.header;
+            if seg.payload.is_empty() && h.missing == 0 && !h.flags.contains(TcpFlags::SYN) {
+                // A bare ACK, FIN or RST opens nothing: typically the last ACK of a closed connection.
+                self.stats.stray += 1;
+                return;
+            }
             if self.flows.len() >= self.cfg.max_flows {
                 self.evict_oldest(None, sink);
             }

@@ -79,6 +79,9 @@ fn handshake_data_both_ways_and_fin_close() {
     assert_eq!(t.len(), 1);
     feed(&mut t, &mut s, header(SERVER, CLIENT, 5020, ack().union(TcpFlags::FIN)), b"", 6);
     assert_eq!(t.len(), 0);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 120, ack()), b"", 7);
+    assert_eq!(t.len(), 0, "the last ACK opens no new flow");
+    assert_eq!(t.stats().stray, 1);
     assert_eq!(
         s,
         vec![

@@ -71,12 +71,22 @@ pub fn build(encap: Encap, tcp: &TcpSpec<'_>) -> Vec<u8> {
     let inner = inner_ethernet(tcp);
     match encap {
         Encap::None => inner,
+        _ => wrap(encap, &inner),
+    }
+}
+
+/// Wraps an already built inner Ethernet frame (possibly cut short, as a mirror session with a packet
+/// length does) in `encap`'s outer headers. The outer lengths and checksums describe `inner` as given;
+/// nothing inside `inner` is touched. With [`Encap::None`] this is a copy of `inner`.
+pub fn wrap(encap: Encap, inner: &[u8]) -> Vec<u8> {
+    match encap {
+        Encap::None => inner.to_vec(),
         Encap::Vxlan { vni, outer_src, outer_dst, sport } => {
-            let vxlan = vxlan_payload(vni, &inner);
+            let vxlan = vxlan_payload(vni, inner);
             udp_frame(outer_src, outer_dst, sport, 4789, &vxlan)
         }
         Encap::GeneveVxlan { vni, outer_src, outer_dst } => {
-            let vxlan = vxlan_payload(vni, &inner);
+            let vxlan = vxlan_payload(vni, inner);
             let mid = ip_packet(
                 outer_src,
                 outer_dst,
@@ -91,6 +101,18 @@ pub fn build(encap: Encap, tcp: &TcpSpec<'_>) -> Vec<u8> {
             udp_frame(outer_src, outer_dst, 50000, 6081, &geneve)
         }
     }
+}
+
+/// Length of the headers [`inner_ethernet`] puts before `tcp.payload`: Ethernet and VLAN tags, IP (with
+/// its extras) and the 32-byte TCP header.
+pub fn inner_headers_len(tcp: &TcpSpec<'_>) -> usize {
+    let ip = match (tcp.src.ip().is_ipv4(), tcp.ip_extras) {
+        (true, false) => 20,
+        (true, true) => 28,
+        (false, false) => 40,
+        (false, true) => 48,
+    };
+    14 + 4 * tcp.vlans.len() + ip + 32
 }
 
 /// The VXLAN header (I flag set) followed by `inner`.

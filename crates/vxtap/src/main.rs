@@ -1,3 +1,207 @@
-fn main() {
-    println!("Hello, world!");
+//! The `vxtap` binary: command line, configuration, wiring of inputs to the engine, signals.
+
+mod config;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use vxtap_capture::{LiveCapture, LiveOptions, PcapFile, UdpOptions, UdpReceiver};
+use vxtap_engine::{Engine, Metrics};
+use vxtap_health::{HealthServer, HealthState};
+
+use config::{Cli, Command, Settings, resolve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Pcap { files, common } => resolve(common, None, false).and_then(|s| run_pcap(&s, files)),
+        Command::Listen { common, listen } => {
+            resolve(common, Some(listen), true).and_then(|s| run_listen(&s))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("vxtap: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_events(path: &str) -> Result<Box<dyn Write + Send>> {
+    if path == "-" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open events file {path}"))?;
+    Ok(Box::new(file))
+}
+
+fn print_summary(metrics: &Metrics, extra: serde_json::Value) {
+    let mut summary = metrics.summary();
+    if let (Some(map), serde_json::Value::Object(more)) = (summary.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    eprintln!("{summary}");
+}
+
+/// Reads every file in order; a bad file is reported and skipped, making the exit code 2.
+fn run_pcap(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
+    let engine = Engine::start(settings.engine.clone(), open_events(&settings.events)?)?;
+    let metrics = engine.metrics();
+    let mut input = engine.dispatcher();
+    let mut failed = 0u64;
+    let mut truncated_records = 0u64;
+    for path in files {
+        let outcome = PcapFile::open(path).and_then(|mut file| {
+            let link = file.link_type();
+            file.for_each(|rec| {
+                if rec.data.len() < rec.orig_len as usize {
+                    truncated_records += 1;
+                }
+                input.frame(link, rec.data, rec.ts_micros);
+            })
+        });
+        if let Err(err) = outcome {
+            eprintln!("vxtap: {err}");
+            failed += 1;
+        }
+    }
+    drop(input);
+    engine.finish()?;
+    print_summary(
+        &metrics,
+        serde_json::json!({ "files_failed": failed, "snaplen_cut_records": truncated_records }),
+    );
+    Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Runs the live inputs until SIGTERM/SIGINT, then drains: health 503, intake stops, open flows are
+/// flushed, exit within the drain timeout.
+fn run_listen(settings: &Settings) -> Result<ExitCode> {
+    if settings.udp.is_none() && settings.iface.is_none() {
+        return Err(anyhow!("nothing to listen on: give --udp ADDR:PORT and/or --iface NAME"));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handler")?;
+    }
+    let engine = Engine::start(settings.engine.clone(), open_events(&settings.events)?)?;
+    let metrics = engine.metrics();
+    let health_state = HealthState::new();
+    let renderer = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render_prometheus())
+    };
+    let health = HealthServer::start(settings.health, health_state.clone(), renderer)?;
+    eprintln!("vxtap: health, ping and metrics on http://{}", health.local_addr());
+
+    let intake_stop = Arc::new(AtomicBool::new(false));
+    let mut inputs: Vec<JoinHandle<Result<serde_json::Value>>> = Vec::new();
+    if let Some(addr) = settings.udp {
+        for n in 0..settings.receivers {
+            let mut receiver = UdpReceiver::bind(addr, &UdpOptions::default())?;
+            if n == 0 {
+                eprintln!(
+                    "vxtap: receiving on udp {} ({} receiver(s), receive buffer {} bytes{})",
+                    receiver.local_addr(),
+                    settings.receivers,
+                    receiver.recv_buffer_bytes(),
+                    if receiver.recv_buffer_forced() { "" } else { ", capped by net.core.rmem_max" }
+                );
+            }
+            let mut input = engine.dispatcher();
+            let flag = intake_stop.clone();
+            inputs.push(spawn(&format!("vxtap-udp-{n}"), move || {
+                let stats = receiver.run(&flag, |batch| {
+                    for d in batch.iter() {
+                        input.udp_payload(d.src.ip(), d.dst_ip, d.local_port, d.payload, d.ts_micros);
+                    }
+                    input.flush();
+                })?;
+                Ok(serde_json::json!({ format!("udp_receiver_{n}"): {
+                    "datagrams": stats.datagrams,
+                    "bytes": stats.bytes,
+                    "truncated": stats.truncated,
+                    "kernel_drops": stats.kernel_drops,
+                }}))
+            })?);
+        }
+    }
+    if let Some(iface) = &settings.iface {
+        let mut capture = LiveCapture::open(iface, &LiveOptions::default())?;
+        eprintln!("vxtap: capturing on interface {iface}");
+        let mut input = engine.dispatcher();
+        let flag = intake_stop.clone();
+        inputs.push(spawn("vxtap-iface", move || {
+            let link = capture.link_type();
+            let mut last_flush = Instant::now();
+            let stats = capture.run(&flag, |rec| {
+                input.frame(link, rec.data, rec.ts_micros);
+                if last_flush.elapsed() >= Duration::from_millis(10) {
+                    input.flush();
+                    last_flush = Instant::now();
+                }
+            })?;
+            Ok(serde_json::json!({ "iface": {
+                "frames": stats.frames,
+                "bytes": stats.bytes,
+                "kernel_drops": stats.ps_drop,
+                "interface_drops": stats.ps_ifdrop,
+            }}))
+        })?);
+    }
+
+    while !stop.load(Relaxed) && !inputs.iter().any(JoinHandle::is_finished) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    health_state.set_draining();
+    eprintln!("vxtap: draining");
+    let deadline = Instant::now() + Duration::from_secs(settings.drain_timeout_secs);
+    intake_stop.store(true, Relaxed);
+    let mut extra = serde_json::Map::new();
+    let mut input_error = None;
+    for handle in inputs {
+        match handle.join() {
+            Ok(Ok(serde_json::Value::Object(stats))) => extra.extend(stats),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => input_error = Some(err),
+            Err(_) => input_error = Some(anyhow!("an input thread panicked")),
+        }
+    }
+    let finisher = spawn("vxtap-drain", move || engine.finish().map_err(anyhow::Error::from))?;
+    while !finisher.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drained = finisher.is_finished();
+    if drained {
+        finisher.join().map_err(|_| anyhow!("drain thread panicked"))??;
+    } else {
+        eprintln!("vxtap: drain timeout reached; exiting with flows still open");
+    }
+    health.shutdown();
+    extra.insert("drained".into(), drained.into());
+    print_summary(&metrics, serde_json::Value::Object(extra));
+    match input_error {
+        Some(err) => Err(err.context("input failed")),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn spawn<T: Send + 'static>(name: &str, body: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .with_context(|| format!("cannot start thread {name}"))
 }

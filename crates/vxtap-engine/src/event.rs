@@ -1,0 +1,176 @@
+//! EVE JSON events (Suricata's `http` and `alert` layouts) from request records.
+
+use std::net::SocketAddr;
+
+use vxtap_decap::Tunnel;
+use vxtap_detect::Finding;
+use vxtap_http::{Header, Transaction};
+
+use crate::json::{Json, timestamp};
+
+/// Where a transaction came from: the addressing an event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Flow identifier shared by all events of one connection.
+    pub flow_id: u64,
+    /// The client.
+    pub src: SocketAddr,
+    /// The server.
+    pub dst: SocketAddr,
+    /// The tunnel that carried the packets, if any.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// Appends one `http` event line for `tx`, then one `alert` line per finding.
+pub fn write_events(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, findings: &[Finding]) {
+    write_event(out, origin, tx, None);
+    for finding in findings {
+        write_event(out, origin, tx, Some(finding));
+    }
+}
+
+fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Option<&Finding>) {
+    let ts = tx.response.as_ref().map_or(tx.request.end_ts, |r| r.end_ts.max(tx.request.end_ts));
+    let mut j = Json::new(out);
+    j.open();
+    j.key("timestamp");
+    j.raw(|buf| {
+        buf.push(b'"');
+        timestamp(buf, ts);
+        buf.push(b'"');
+    });
+    j.num("flow_id", origin.flow_id);
+    j.str("event_type", if alert.is_some() { b"alert" } else { b"http" });
+    j.str("src_ip", origin.src.ip().to_string().as_bytes());
+    j.num("src_port", u64::from(origin.src.port()));
+    j.str("dest_ip", origin.dst.ip().to_string().as_bytes());
+    j.num("dest_port", u64::from(origin.dst.port()));
+    j.str("proto", b"TCP");
+    j.str("app_proto", b"http");
+    if let Some(t) = origin.tunnel {
+        j.key("tunnel");
+        j.open();
+        j.str("type", t.kind.as_str().as_bytes());
+        j.num("vni", u64::from(t.vni));
+        j.str("src_ip", t.src.to_string().as_bytes());
+        j.str("dest_ip", t.dst.to_string().as_bytes());
+        j.close();
+    }
+    if let Some(finding) = alert {
+        write_alert(&mut j, finding);
+    }
+    write_http(&mut j, tx);
+    j.close();
+    out.push(b'\n');
+}
+
+fn write_alert(j: &mut Json<'_>, f: &Finding) {
+    j.key("alert");
+    j.open();
+    j.str("action", b"allowed");
+    j.num("signature_id", u64::from(f.signature_id));
+    j.num("rev", u64::from(f.rev));
+    j.str("signature", f.signature.as_bytes());
+    j.str("category", f.category.as_bytes());
+    j.num("severity", u64::from(f.severity));
+    j.key("metadata");
+    j.open();
+    string_array(j, "attack_class", f.attack_class.iter().map(|s| s.as_bytes()));
+    string_array(j, "location", f.location.iter().map(|s| s.as_bytes()));
+    string_array(j, "fragment", std::iter::once(f.fragment.as_bytes()));
+    j.close();
+    j.close();
+}
+
+fn string_array<'v>(j: &mut Json<'_>, key: &str, values: impl Iterator<Item = &'v [u8]>) {
+    j.key(key);
+    j.open_array();
+    for v in values {
+        j.str_element(v);
+    }
+    j.close_array();
+}
+
+fn write_http(j: &mut Json<'_>, tx: &Transaction) {
+    let req = &tx.request;
+    j.key("http");
+    j.open();
+    if let Some(host) = find(&req.headers, b"host") {
+        j.str("hostname", strip_port(host));
+    }
+    j.str("url", &req.target);
+    j.str("http_method", &req.method);
+    j.str("protocol", &req.protocol);
+    if let Some(ua) = find(&req.headers, b"user-agent") {
+        j.str("http_user_agent", ua);
+    }
+    if let Some(ct) = find(&req.headers, b"content-type") {
+        j.str("http_content_type", ct);
+    }
+    if let Some(referer) = find(&req.headers, b"referer") {
+        j.str("http_refer", referer);
+    }
+    if let Some(resp) = &tx.response {
+        j.num("status", u64::from(resp.status));
+        j.num("length", resp.body_len);
+    }
+    headers(j, "request_headers", &req.headers);
+    if let Some(resp) = &tx.response {
+        headers(j, "response_headers", &resp.headers);
+    }
+    if !req.body.is_empty() {
+        j.base64("http_request_body", &req.body);
+    }
+    j.num("request_body_len", req.body_len);
+    if req.body_truncated {
+        j.bool("http_request_body_truncated", true);
+    }
+    j.bool("gap", req.gap || tx.response.as_ref().is_some_and(|r| r.gap));
+    j.close();
+}
+
+fn headers(j: &mut Json<'_>, key: &str, headers: &[Header]) {
+    j.key(key);
+    j.open_array();
+    for h in headers {
+        j.element();
+        j.open();
+        j.str("name", &h.name);
+        j.str("value", &h.value);
+        j.close();
+    }
+    j.close_array();
+}
+
+/// The first header named `name` (ASCII case-insensitive).
+pub(crate) fn find<'h>(headers: &'h [Header], name: &[u8]) -> Option<&'h [u8]> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
+}
+
+/// A Host value without its port: `shop.example:8080` → `shop.example`, `[::1]:80` → `[::1]`.
+pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
+    let host = host.trim_ascii();
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_is_stripped() {
+        assert_eq!(strip_port(b"shop.example:8080"), b"shop.example");
+        assert_eq!(strip_port(b"shop.example"), b"shop.example");
+        assert_eq!(strip_port(b"[2001:db8::1]:80"), b"[2001:db8::1]");
+        assert_eq!(strip_port(b" a:b "), b"a:b");
+    }
+}

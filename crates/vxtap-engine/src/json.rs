@@ -1,0 +1,205 @@
+//! A minimal JSON writer for events: byte strings that are not UTF-8 are written byte by byte as
+//! `\u00XX` escapes (the contract's rule), which serde_json cannot do for `&[u8]`.
+
+use base64::Engine as _;
+
+/// Appends JSON to a byte buffer. The caller writes keys and values in order; commas are automatic.
+pub(crate) struct Json<'a> {
+    out: &'a mut Vec<u8>,
+    /// Whether the next member of the current object or array needs a leading comma.
+    need_comma: bool,
+}
+
+impl<'a> Json<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        Json { out, need_comma: false }
+    }
+
+    fn sep(&mut self) {
+        if self.need_comma {
+            self.out.push(b',');
+        }
+        self.need_comma = true;
+    }
+
+    pub(crate) fn open(&mut self) {
+        self.out.push(b'{');
+        self.need_comma = false;
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.out.push(b'}');
+        self.need_comma = true;
+    }
+
+    pub(crate) fn open_array(&mut self) {
+        self.out.push(b'[');
+        self.need_comma = false;
+    }
+
+    pub(crate) fn close_array(&mut self) {
+        self.out.push(b']');
+        self.need_comma = true;
+    }
+
+    /// Writes `"key":` and leaves the writer ready for the value.
+    pub(crate) fn key(&mut self, key: &str) {
+        self.sep();
+        write_string(self.out, key.as_bytes());
+        self.out.push(b':');
+        self.need_comma = false;
+    }
+
+    /// Starts an array element or nested object inside an array.
+    pub(crate) fn element(&mut self) {
+        self.sep();
+        self.need_comma = false;
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        write_string(self.out, value);
+        self.need_comma = true;
+    }
+
+    pub(crate) fn num(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.need_comma = true;
+    }
+
+    pub(crate) fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+        self.need_comma = true;
+    }
+
+    pub(crate) fn base64(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        self.out.push(b'"');
+        let start = self.out.len();
+        let len = base64::encoded_len(value.len(), true).unwrap_or(0);
+        self.out.resize(start + len, 0);
+        let written = base64::engine::general_purpose::STANDARD.encode_slice(value, &mut self.out[start..]);
+        self.out.truncate(start + written.unwrap_or(0));
+        self.out.push(b'"');
+        self.need_comma = true;
+    }
+
+    /// Writes a value with `write` (after [`Json::key`]), for values this writer has no method for.
+    pub(crate) fn raw(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(self.out);
+        self.need_comma = true;
+    }
+
+    /// Writes a bare string as an array element.
+    pub(crate) fn str_element(&mut self, value: &[u8]) {
+        self.sep();
+        write_string(self.out, value);
+    }
+}
+
+/// Writes `bytes` as a JSON string: valid UTF-8 as is (escaped as JSON requires), every byte of an
+/// invalid sequence as `\u00XX`.
+pub(crate) fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        for &b in chunk.valid().as_bytes() {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0..=0x1f | 0x7f => escape_byte(out, b),
+                _ => out.push(b),
+            }
+        }
+        for &b in chunk.invalid() {
+            escape_byte(out, b);
+        }
+    }
+    out.push(b'"');
+}
+
+fn escape_byte(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u00");
+    out.push(HEX[usize::from(b >> 4)]);
+    out.push(HEX[usize::from(b & 0xf)]);
+}
+
+/// Formats microseconds since the Unix epoch as Suricata does: `2026-11-24T10:00:00.123456+0000`.
+pub(crate) fn timestamp(out: &mut Vec<u8>, micros: u64) {
+    let secs = micros / 1_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    let text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        micros % 1_000_000
+    );
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_json_and_invalid_bytes() {
+        let mut out = Vec::new();
+        write_string(&mut out, b"a\"b\\c\n\x01\xff\xc3\xa9/\xe2\x82");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001\u00ffé/\u00e2\u0082""#);
+    }
+
+    #[test]
+    fn output_parses_as_json() {
+        let mut out = Vec::new();
+        let mut j = Json::new(&mut out);
+        j.open();
+        j.str("s", b"x\xfe");
+        j.num("n", 42);
+        j.key("list");
+        j.open_array();
+        j.element();
+        j.open();
+        j.bool("b", true);
+        j.close();
+        j.str_element(b"e");
+        j.close_array();
+        j.base64("b64", b"hello");
+        j.close();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["s"], "x\u{fe}");
+        assert_eq!(v["list"][0]["b"], true);
+        assert_eq!(v["list"][1], "e");
+        assert_eq!(v["b64"], "aGVsbG8=");
+    }
+
+    #[test]
+    fn timestamps_match_suricata_format() {
+        let mut out = Vec::new();
+        timestamp(&mut out, 1_795_514_400_123_456);
+        assert_eq!(String::from_utf8(out).unwrap(), "2026-11-24T10:00:00.123456+0000");
+        let mut out = Vec::new();
+        timestamp(&mut out, 951_782_400_000_000);
+        assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000000+0000");
+    }
+}

@@ -1,0 +1,197 @@
+//! Counters shared by input threads and workers, rendered as Prometheus text and as the exit summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use vxtap_decap::{DecapError, SkipReason};
+use vxtap_reassembly::ReassemblyStats;
+
+/// Every counter of a running engine. Input threads and workers add to it; readers take snapshots.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Frames or datagrams received.
+    pub packets: AtomicU64,
+    /// Bytes of those frames or datagrams.
+    pub bytes: AtomicU64,
+    decap_errors: [AtomicU64; DecapError::ALL.len()],
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    /// Segments whose ports are outside `--ports`.
+    pub port_filtered: AtomicU64,
+    /// Segments dropped because a worker's queue was full (live input only).
+    pub shard_queue_drops: AtomicU64,
+    /// Segments waiting in worker queues.
+    pub shard_queue_depth: AtomicU64,
+    /// HTTP requests emitted as events.
+    pub requests: AtomicU64,
+    /// Requests emitted with their response.
+    pub responses: AtomicU64,
+    /// Requests emitted with `gap: true`.
+    pub requests_with_gap: AtomicU64,
+    /// Alert events written.
+    pub alerts: AtomicU64,
+    /// Event bytes written.
+    pub event_bytes: AtomicU64,
+    /// Conditions the HTTP parser reported (lost heads, non-HTTP flows, upgrades), by kind.
+    http_anomalies: Mutex<BTreeMap<&'static str, u64>>,
+    /// Each worker's reassembly counters, published after every batch.
+    reassembly: Mutex<Vec<ReassemblyStats>>,
+}
+
+impl Metrics {
+    /// Counters for `workers` workers.
+    pub fn new(workers: usize) -> Metrics {
+        Metrics { reassembly: Mutex::new(vec![ReassemblyStats::default(); workers]), ..Metrics::default() }
+    }
+
+    /// Counts a decapsulation error.
+    pub fn decap_error(&self, err: DecapError) {
+        if let Some(i) = DecapError::ALL.iter().position(|e| *e == err) {
+            self.decap_errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a skipped packet.
+    pub fn skipped(&self, reason: SkipReason) {
+        if let Some(i) = SkipReason::ALL.iter().position(|r| *r == reason) {
+            self.skipped[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Adds a worker's HTTP anomaly counts.
+    pub(crate) fn add_anomalies(&self, counts: &mut BTreeMap<&'static str, u64>) {
+        if counts.is_empty() {
+            return;
+        }
+        let mut total = self.http_anomalies.lock().unwrap_or_else(|e| e.into_inner());
+        for (kind, n) in std::mem::take(counts) {
+            *total.entry(kind).or_default() += n;
+        }
+    }
+
+    /// Publishes worker `index`'s reassembly counters.
+    pub(crate) fn publish_reassembly(&self, index: usize, stats: &ReassemblyStats) {
+        let mut all = self.reassembly.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(index) {
+            slot.clone_from(stats);
+        }
+    }
+
+    /// The sum of every worker's reassembly counters.
+    pub fn reassembly(&self) -> ReassemblyStats {
+        let all = self.reassembly.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sum = ReassemblyStats::default();
+        for s in all.iter() {
+            sum.add(s);
+        }
+        sum
+    }
+
+    fn anomalies(&self) -> BTreeMap<&'static str, u64> {
+        self.http_anomalies.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn decap_errors(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DecapError::ALL.iter().zip(&self.decap_errors).map(|(e, n)| (e.kind(), n.load(Relaxed)))
+    }
+
+    fn skips(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        SkipReason::ALL.iter().zip(&self.skipped).map(|(r, n)| (r.kind(), n.load(Relaxed)))
+    }
+
+    /// The one-line JSON summary printed at exit.
+    pub fn summary(&self) -> serde_json::Value {
+        let r = self.reassembly();
+        let map = |it: &mut dyn Iterator<Item = (&'static str, u64)>| -> serde_json::Map<String, serde_json::Value> {
+            it.filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_string(), n.into())).collect()
+        };
+        serde_json::json!({
+            "packets": self.packets.load(Relaxed),
+            "bytes": self.bytes.load(Relaxed),
+            "decap_errors": map(&mut self.decap_errors()),
+            "skipped": map(&mut self.skips()),
+            "port_filtered": self.port_filtered.load(Relaxed),
+            "segments": r.segments,
+            "flows": r.flows,
+            "requests": self.requests.load(Relaxed),
+            "responses": self.responses.load(Relaxed),
+            "requests_with_gap": self.requests_with_gap.load(Relaxed),
+            "alerts": self.alerts.load(Relaxed),
+            "gaps": r.gaps,
+            "gap_bytes": r.gap_bytes,
+            "flows_evicted": r.evicted,
+            "duplicate_segments": r.duplicates,
+            "overlap_conflicts": r.overlap_conflicts,
+            "out_of_window": r.out_of_window,
+            "http_anomalies": map(&mut self.anomalies().into_iter()),
+            "drops": { "shard_queue": self.shard_queue_drops.load(Relaxed) },
+        })
+    }
+
+    /// Prometheus text exposition of every counter, names prefixed `vxtap_`.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let r = self.reassembly();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP vxtap_{name} {help}\n# TYPE vxtap_{name} counter\nvxtap_{name} {value}"
+            );
+        };
+        counter("packets_total", "Frames or datagrams received.", self.packets.load(Relaxed));
+        counter("bytes_total", "Bytes received.", self.bytes.load(Relaxed));
+        counter("segments_total", "TCP segments reassembled.", r.segments);
+        counter("flows_total", "TCP flows created.", r.flows);
+        counter("flows_evicted_total", "Flows cut for the memcap or flow limit.", r.evicted);
+        counter("requests_total", "HTTP requests emitted.", self.requests.load(Relaxed));
+        counter(
+            "responses_total",
+            "HTTP requests emitted with their response.",
+            self.responses.load(Relaxed),
+        );
+        counter(
+            "requests_gap_total",
+            "Requests emitted with missing bytes.",
+            self.requests_with_gap.load(Relaxed),
+        );
+        counter("alerts_total", "Alert events written.", self.alerts.load(Relaxed));
+        counter("gaps_total", "Stream gaps (bytes lost before reassembly).", r.gaps);
+        counter("gap_bytes_total", "Bytes covered by gaps.", r.gap_bytes);
+        counter("duplicate_segments_total", "Segments carrying only known bytes.", r.duplicates);
+        counter(
+            "overlap_conflicts_total",
+            "Overlaps whose bytes differed (first kept).",
+            r.overlap_conflicts,
+        );
+        counter("port_filtered_total", "Segments outside --ports.", self.port_filtered.load(Relaxed));
+        counter("event_bytes_total", "Event bytes written.", self.event_bytes.load(Relaxed));
+        let _ = writeln!(out, "# HELP vxtap_decap_errors_total Malformed packets by layer.");
+        let _ = writeln!(out, "# TYPE vxtap_decap_errors_total counter");
+        for (kind, n) in self.decap_errors() {
+            let _ = writeln!(out, "vxtap_decap_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP vxtap_skipped_total Packets with nothing to reassemble, by reason.");
+        let _ = writeln!(out, "# TYPE vxtap_skipped_total counter");
+        for (kind, n) in self.skips() {
+            let _ = writeln!(out, "vxtap_skipped_total{{reason=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP vxtap_http_anomalies_total HTTP parser conditions, by kind.");
+        let _ = writeln!(out, "# TYPE vxtap_http_anomalies_total counter");
+        for (kind, n) in self.anomalies() {
+            let _ = writeln!(out, "vxtap_http_anomalies_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP vxtap_queue_drops_total Items dropped because a queue was full.");
+        let _ = writeln!(out, "# TYPE vxtap_queue_drops_total counter");
+        let _ = writeln!(
+            out,
+            "vxtap_queue_drops_total{{queue=\"shard\"}} {}",
+            self.shard_queue_drops.load(Relaxed)
+        );
+        let _ = writeln!(out, "# HELP vxtap_queue_depth Items waiting in a queue.");
+        let _ = writeln!(out, "# TYPE vxtap_queue_depth gauge");
+        let _ =
+            writeln!(out, "vxtap_queue_depth{{queue=\"shard\"}} {}", self.shard_queue_depth.load(Relaxed));
+        out
+    }
+}

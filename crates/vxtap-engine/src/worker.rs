@@ -1,0 +1,224 @@
+//! A worker thread: its shard's flow table, one HTTP conversation per flow, detection and events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crossbeam_channel::{Receiver, Sender};
+use vxtap_decap::{LinkType, Segment, decode_frame};
+use vxtap_detect::Detector;
+use vxtap_http::{Conversation, Output, Peer, Transaction};
+use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
+
+use crate::event::{Origin, write_events};
+use crate::{EngineConfig, Metrics, Work, accept};
+
+/// How far (µs of capture time) the clock must move before timers are checked again.
+const TIMER_STEP_US: u64 = 100_000;
+
+pub(crate) struct Worker {
+    index: usize,
+    cfg: Arc<EngineConfig>,
+    metrics: Arc<Metrics>,
+    events: Sender<Vec<u8>>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        index: usize,
+        cfg: Arc<EngineConfig>,
+        metrics: Arc<Metrics>,
+        events: Sender<Vec<u8>>,
+    ) -> Self {
+        Worker { index, cfg, metrics, events }
+    }
+
+    pub(crate) fn run(self, rx: Receiver<Work>) {
+        let mut pipeline = Pipeline::new(self.cfg.clone(), self.metrics.clone());
+        let mut timers_at = 0u64;
+        for work in rx.iter() {
+            match work {
+                Work::Batch(batch) => {
+                    self.metrics.shard_queue_depth.fetch_sub(batch.items.len() as u64, Relaxed);
+                    for item in &batch.items {
+                        let payload = &batch.data[item.start..item.start + item.len];
+                        pipeline.segment(&Segment { header: item.header, payload }, item.ts);
+                    }
+                }
+                Work::Tick(now) => pipeline.clock = pipeline.clock.max(now),
+            }
+            if pipeline.clock >= timers_at + TIMER_STEP_US {
+                timers_at = pipeline.clock;
+                pipeline.advance(timers_at);
+            }
+            self.publish(&mut pipeline);
+        }
+        pipeline.finish();
+        self.publish(&mut pipeline);
+    }
+
+    fn publish(&self, pipeline: &mut Pipeline) {
+        self.metrics.publish_reassembly(self.index, pipeline.table.stats());
+        let events = pipeline.take_events();
+        if !events.is_empty() {
+            // A closed writer means the run is failing already; its error is reported by finish().
+            let _ = self.events.send(events);
+        }
+    }
+}
+
+/// The single-threaded heart of a worker, without its thread and queue: segments in, EVE JSON
+/// lines out. Benchmarks and the whole-pipeline fuzz target drive it directly.
+pub struct Pipeline {
+    cfg: Arc<EngineConfig>,
+    table: FlowTable<HttpFlow>,
+    out: WorkerOutput,
+    /// The latest capture time seen, microseconds.
+    clock: u64,
+}
+
+impl Pipeline {
+    /// An empty pipeline counting into `metrics`.
+    pub fn new(cfg: Arc<EngineConfig>, metrics: Arc<Metrics>) -> Pipeline {
+        let out = WorkerOutput {
+            events: Vec::new(),
+            scratch: Vec::new(),
+            anomalies: BTreeMap::new(),
+            detector: cfg.detect.then(Detector::builtin),
+            metrics,
+        };
+        Pipeline { table: FlowTable::new(cfg.reassembly.clone()), cfg, out, clock: 0 }
+    }
+
+    /// Decodes a captured frame and processes its segment; decap errors are counted.
+    pub fn frame(&mut self, link: LinkType, frame: &[u8], ts: u64) {
+        self.out.metrics.packets.fetch_add(1, Relaxed);
+        self.out.metrics.bytes.fetch_add(frame.len() as u64, Relaxed);
+        let decoded = decode_frame(link, frame, &self.cfg.decap);
+        if let Some(segment) = accept(decoded, &self.cfg, &self.out.metrics) {
+            self.segment(&segment, ts);
+        }
+    }
+
+    /// Processes one decoded segment captured at `ts` (µs).
+    pub fn segment(&mut self, segment: &Segment<'_>, ts: u64) {
+        self.clock = self.clock.max(ts);
+        let cfg = &self.cfg;
+        self.table.process(segment, ts, &mut self.out, |info| HttpFlow::new(info, cfg));
+    }
+
+    /// Runs timers up to `now` (µs): idle flows close, overdue holes become gaps.
+    pub fn advance(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
+        self.table.advance(self.clock, &mut self.out);
+    }
+
+    /// Closes every flow, emitting every request that can be emitted.
+    pub fn finish(&mut self) {
+        self.table.close_all(self.clock, &mut self.out);
+    }
+
+    /// The event lines written since the last call.
+    pub fn take_events(&mut self) -> Vec<u8> {
+        self.out.metrics.add_anomalies(&mut self.out.anomalies);
+        std::mem::take(&mut self.out.events)
+    }
+
+    /// Reassembly counters so far.
+    pub fn stats(&self) -> &ReassemblyStats {
+        self.table.stats()
+    }
+}
+
+/// What handlers write into while segments are processed.
+pub(crate) struct WorkerOutput {
+    events: Vec<u8>,
+    scratch: Vec<Output>,
+    anomalies: BTreeMap<&'static str, u64>,
+    detector: Option<Detector>,
+    metrics: Arc<Metrics>,
+}
+
+impl WorkerOutput {
+    fn transaction(&mut self, info: &FlowInfo, tx: &Transaction) {
+        let (src, dst) = match tx.client {
+            Peer::A => (info.a, info.b),
+            Peer::B => (info.b, info.a),
+        };
+        let origin = Origin { flow_id: info.flow_id, src, dst, tunnel: info.tunnel };
+        let findings = self.detector.as_ref().map(|d| d.inspect(&tx.request)).unwrap_or_default();
+        write_events(&mut self.events, &origin, tx, &findings);
+        let m = &self.metrics;
+        m.requests.fetch_add(1, Relaxed);
+        m.alerts.fetch_add(findings.len() as u64, Relaxed);
+        if tx.response.is_some() {
+            m.responses.fetch_add(1, Relaxed);
+        }
+        if tx.request.gap {
+            m.requests_with_gap.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// One flow's HTTP state.
+pub(crate) struct HttpFlow {
+    conversation: Conversation,
+    info: FlowInfo,
+}
+
+impl HttpFlow {
+    fn new(info: &FlowInfo, cfg: &EngineConfig) -> Self {
+        HttpFlow { conversation: Conversation::new(cfg.http, info.client.map(peer)), info: *info }
+    }
+
+    fn emit(&mut self, out: &mut WorkerOutput) {
+        self.conversation.drain(&mut out.scratch);
+        let mut scratch = std::mem::take(&mut out.scratch);
+        for output in scratch.drain(..) {
+            match output {
+                Output::Transaction(tx) => out.transaction(&self.info, &tx),
+                Output::Anomaly(anomaly) => *out.anomalies.entry(anomaly.kind()).or_default() += 1,
+            }
+        }
+        out.scratch = scratch;
+    }
+}
+
+fn peer(dir: Dir) -> Peer {
+    match dir {
+        Dir::A => Peer::A,
+        Dir::B => Peer::B,
+    }
+}
+
+impl StreamHandler for HttpFlow {
+    type Sink = WorkerOutput;
+
+    fn on_packet(&mut self, dir: Dir, _out: &mut WorkerOutput) {
+        self.conversation.on_packet(peer(dir));
+    }
+
+    fn on_data(&mut self, dir: Dir, data: &[u8], ts: u64, out: &mut WorkerOutput) {
+        self.conversation.on_data(peer(dir), data, ts);
+        self.emit(out);
+    }
+
+    fn on_gap(&mut self, dir: Dir, len: u64, ts: u64, out: &mut WorkerOutput) {
+        self.conversation.on_gap(peer(dir), len, ts);
+        self.emit(out);
+    }
+
+    fn on_end(&mut self, dir: Dir, ts: u64, out: &mut WorkerOutput) {
+        self.conversation.on_end(peer(dir), ts);
+        self.emit(out);
+    }
+
+    fn on_close(&mut self, ts: u64, _reason: CloseReason, out: &mut WorkerOutput) {
+        self.conversation.finish(ts);
+        self.emit(out);
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.conversation.buffered_bytes()
+    }
+}

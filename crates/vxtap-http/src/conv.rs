@@ -1,0 +1,977 @@
+//! The conversation state machine: roles, request and response directions, pairing and emission.
+
+use std::collections::VecDeque;
+
+use memchr::memchr;
+
+use crate::chunked::Chunked;
+use crate::head::{self, BodyKind, HeadEvent, HeadReader, Prefix};
+use crate::{Anomaly, HttpConfig, NotHttpKind, Output, Peer, Request, Response, Transaction};
+
+/// What the response framing needs to know about a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ReqKind {
+    head: bool,
+    connect: bool,
+}
+
+/// A request in flight or waiting for its response.
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    req: Request,
+    kind: ReqKind,
+    /// The request is complete (head and body).
+    req_done: bool,
+    /// A response head was paired with this request (its body may still be arriving).
+    resp_assigned: bool,
+    /// Its response can no longer be paired safely; emit without one.
+    no_resp: bool,
+    response: Option<Response>,
+    head_mem: usize,
+    resp_mem: usize,
+}
+
+impl Entry {
+    fn mem(&self) -> usize {
+        self.head_mem + self.req.body.len() + self.resp_mem
+    }
+}
+
+/// State shared by both directions.
+#[derive(Debug)]
+struct Shared {
+    cfg: HttpConfig,
+    client: Option<Peer>,
+    seen: [bool; 2],
+    /// The server direction ended: no response will come any more.
+    server_closed: bool,
+    queue: VecDeque<Entry>,
+    /// Requests emitted without response because too many were waiting (oldest first); their
+    /// responses, if they come, are parsed with the right framing and dropped.
+    ghosts: VecDeque<ReqKind>,
+    out: Vec<Output>,
+    out_mem: usize,
+    next_seq: u64,
+    not_http_reported: bool,
+    upgraded_reported: bool,
+    stop_all: bool,
+}
+
+impl Shared {
+    fn new(cfg: HttpConfig) -> Self {
+        Shared {
+            cfg,
+            client: None,
+            seen: [false; 2],
+            server_closed: false,
+            queue: VecDeque::new(),
+            ghosts: VecDeque::new(),
+            out: Vec::new(),
+            out_mem: 0,
+            next_seq: 0,
+            not_http_reported: false,
+            upgraded_reported: false,
+            stop_all: false,
+        }
+    }
+
+    fn anomaly(&mut self, a: Anomaly) {
+        self.out.push(Output::Anomaly(a));
+    }
+
+    fn not_http_unknown(&mut self) {
+        if !self.not_http_reported {
+            self.not_http_reported = true;
+            self.anomaly(Anomaly::NotHttp(NotHttpKind::Unknown));
+        }
+    }
+
+    fn upgraded(&mut self) {
+        if !self.upgraded_reported {
+            self.upgraded_reported = true;
+            self.anomaly(Anomaly::Upgraded);
+        }
+    }
+
+    fn stop(&mut self, a: Anomaly) {
+        self.anomaly(a);
+        self.stop_all = true;
+    }
+
+    fn server_seen(&self) -> bool {
+        self.client.is_some_and(|c| self.seen[c.other().idx()])
+    }
+
+    fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
+        self.queue.iter_mut().rev().find(|e| e.seq == seq)
+    }
+
+    fn push_request(&mut self, req: Request, kind: ReqKind, head_mem: usize) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Entry {
+            seq,
+            req,
+            kind,
+            req_done: false,
+            resp_assigned: false,
+            no_resp: false,
+            response: None,
+            head_mem,
+            resp_mem: 0,
+        });
+        seq
+    }
+
+    fn append_body(&mut self, cur: Option<u64>, data: &[u8]) {
+        let limit = self.cfg.body_limit;
+        if let Some(e) = cur.and_then(|s| self.entry(s)) {
+            let r = &mut e.req;
+            r.body_len += data.len() as u64;
+            let room = limit.saturating_sub(r.body.len());
+            if data.len() > room {
+                r.body_truncated = true;
+            }
+            r.body.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+
+    fn body_gap(&mut self, cur: Option<u64>, len: u64) {
+        if let Some(e) = cur.and_then(|s| self.entry(s)) {
+            e.req.body_len += len;
+            e.req.gap = true;
+        }
+    }
+
+    /// The request the next final response answers.
+    fn pair(&mut self) -> (Target, ReqKind) {
+        if let Some(k) = self.ghosts.pop_front() {
+            return (Target::Ghost, k);
+        }
+        if let Some(e) = self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp) {
+            e.resp_assigned = true;
+            return (Target::Seq(e.seq), e.kind);
+        }
+        self.anomaly(Anomaly::UnexpectedResponse);
+        (Target::Nobody, ReqKind::default())
+    }
+
+    /// The response stream lost its framing: no waiting request can be paired with certainty.
+    fn server_resync(&mut self) {
+        for e in &mut self.queue {
+            if e.req_done && e.response.is_none() {
+                e.no_resp = true;
+            }
+        }
+        self.ghosts.clear();
+        self.try_emit();
+    }
+
+    /// Emits, in request order, every transaction that is ready.
+    fn try_emit(&mut self) {
+        let no_server = self.server_closed || !self.server_seen();
+        while let Some(front) = self.queue.front() {
+            let ready = front.req_done && (front.response.is_some() || front.no_resp || no_server);
+            let done = self.queue.len() - usize::from(self.queue.back().is_some_and(|e| !e.req_done));
+            let forced = !ready && front.req_done && done > self.cfg.max_pending;
+            if !ready && !forced {
+                break;
+            }
+            if let Some(e) = self.queue.pop_front() {
+                if forced && !e.resp_assigned {
+                    // its response may still come: parse it with the right framing and drop it
+                    if self.ghosts.len() >= self.cfg.max_pending.saturating_mul(2).max(16) {
+                        self.ghosts.pop_front();
+                    }
+                    self.ghosts.push_back(e.kind);
+                }
+                self.emit(e);
+            }
+        }
+    }
+
+    fn emit(&mut self, e: Entry) {
+        self.out_mem += e.mem();
+        let client = self.client.unwrap_or(Peer::A);
+        self.out.push(Output::Transaction(Transaction { client, request: e.req, response: e.response }));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Nothing parsed yet in this direction.
+    Fresh,
+    /// At a message boundary.
+    Normal,
+    /// Looking for a strict start line at the start of a line.
+    Resync,
+    /// After a CONNECT or Upgrade request: a request line continues HTTP, anything else is a tunnel.
+    AfterUpgrade,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Pending,
+    Accept,
+    Tls,
+    Http2,
+    Server,
+    Garbage,
+}
+
+#[derive(Debug)]
+enum RState {
+    Head(Mode),
+    /// Discarding up to the next LF, then `Head(Resync)`.
+    Skip,
+    Length(u64),
+    Chunked(Chunked),
+    Stopped,
+}
+
+enum Fed {
+    Ok,
+    /// A probing direction turned out to carry responses; bytes of the chunk from here on are not used.
+    BecameServer(usize),
+}
+
+/// The client → server direction (or, while roles are unknown, a direction being probed).
+#[derive(Debug)]
+struct ReqDir {
+    peer: Peer,
+    /// Roles unknown: a valid request line makes this the client, `HTTP/` the server.
+    probing: bool,
+    head: HeadReader,
+    state: RState,
+    cur: Option<u64>,
+    upgrade_next: bool,
+}
+
+impl ReqDir {
+    fn new(peer: Peer, probing: bool) -> Self {
+        ReqDir {
+            peer,
+            probing,
+            head: HeadReader::default(),
+            state: RState::Head(Mode::Fresh),
+            cur: None,
+            upgrade_next: false,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], ts: u64, sh: &mut Shared) -> Fed {
+        let mut i = 0;
+        while i < data.len() {
+            if sh.stop_all {
+                self.state = RState::Stopped;
+            }
+            let rest = &data[i..];
+            match &mut self.state {
+                RState::Stopped => break,
+                RState::Skip => match memchr(b'\n', rest) {
+                    Some(off) => {
+                        i += off + 1;
+                        self.state = RState::Head(Mode::Resync);
+                    }
+                    None => break,
+                },
+                RState::Length(rem) => {
+                    let n = (*rem).min(rest.len() as u64);
+                    *rem -= n;
+                    let done = *rem == 0;
+                    let n = n as usize;
+                    sh.append_body(self.cur, &rest[..n]);
+                    i += n;
+                    if done {
+                        self.complete(sh, ts, false);
+                    }
+                }
+                RState::Chunked(dec) => {
+                    let cur = self.cur;
+                    let max = sh.cfg.max_head_bytes;
+                    match dec.feed(rest, max, &mut |c: &[u8]| sh.append_body(cur, c)) {
+                        Ok((n, done)) => {
+                            i += n;
+                            if done {
+                                self.complete(sh, ts, false);
+                            }
+                        }
+                        Err(n) => {
+                            i += n;
+                            sh.anomaly(Anomaly::MalformedRequest);
+                            self.complete(sh, ts, true);
+                            self.state = RState::Skip;
+                        }
+                    }
+                }
+                RState::Head(mode) => {
+                    let mode = *mode;
+                    let (n, ev) = self.head.feed(rest, ts, sh.cfg.max_head_bytes);
+                    i += n;
+                    if self.on_head_event(mode, ev, ts, sh) {
+                        return Fed::BecameServer(i);
+                    }
+                }
+            }
+        }
+        Fed::Ok
+    }
+
+    /// Returns true when this (probing) direction turned out to be the server.
+    fn on_head_event(&mut self, mode: Mode, ev: HeadEvent, ts: u64, sh: &mut Shared) -> bool {
+        match ev {
+            HeadEvent::NeedMore if self.head.first_line_end != 0 || self.head.is_empty() => {}
+            HeadEvent::NeedMore | HeadEvent::FirstLine => {
+                let complete = ev == HeadEvent::FirstLine;
+                match self.verdict(mode, complete) {
+                    Verdict::Pending => {}
+                    Verdict::Accept => {
+                        if self.probing {
+                            self.probing = false;
+                            sh.client = Some(self.peer);
+                        }
+                        self.state = RState::Head(Mode::Normal);
+                    }
+                    Verdict::Tls => {
+                        sh.stop(Anomaly::NotHttp(NotHttpKind::Tls));
+                        self.state = RState::Stopped;
+                    }
+                    Verdict::Http2 => {
+                        sh.stop(Anomaly::NotHttp(NotHttpKind::Http2));
+                        self.state = RState::Stopped;
+                    }
+                    Verdict::Server => return true,
+                    Verdict::Garbage => {
+                        self.head.clear();
+                        match mode {
+                            Mode::Fresh => sh.not_http_unknown(),
+                            Mode::Normal => sh.anomaly(Anomaly::MalformedRequest),
+                            Mode::Resync => {}
+                            Mode::AfterUpgrade => {
+                                // the client speaks something else after CONNECT / Upgrade: a tunnel
+                                sh.upgraded();
+                                self.state = RState::Stopped;
+                                return false;
+                            }
+                        }
+                        self.state = if complete { RState::Head(Mode::Resync) } else { RState::Skip };
+                    }
+                }
+            }
+            HeadEvent::Done => self.head_done(ts, sh),
+            HeadEvent::TooLarge => {
+                if mode != Mode::Resync {
+                    sh.anomaly(Anomaly::HeadTooLarge);
+                }
+                self.head.clear();
+                self.state = RState::Skip;
+            }
+        }
+        false
+    }
+
+    fn verdict(&mut self, mode: Mode, complete: bool) -> Verdict {
+        if mode == Mode::Fresh {
+            match self.head.buf.as_slice() {
+                [0x16] => return Verdict::Pending,
+                [0x16, 0x03, ..] => return Verdict::Tls,
+                b if self.probing && b.starts_with(b"HTTP/") => return Verdict::Server,
+                _ => {}
+            }
+        }
+        if self.head.method_check(mode == Mode::Resync) == Prefix::Bad {
+            return Verdict::Garbage;
+        }
+        if !complete {
+            return Verdict::Pending;
+        }
+        let line = self.head.first_line();
+        if matches!(mode, Mode::Fresh | Mode::Normal) && head::is_h2_preface(line) {
+            return Verdict::Http2;
+        }
+        let ok = if mode == Mode::Resync {
+            head::is_strict_request_line(line)
+        } else {
+            head::parse_request_line(line).is_some()
+        };
+        if ok { Verdict::Accept } else { Verdict::Garbage }
+    }
+
+    fn malformed(&mut self, sh: &mut Shared) {
+        sh.anomaly(Anomaly::MalformedRequest);
+        self.head.clear();
+        self.state = RState::Head(Mode::Resync);
+    }
+
+    fn head_done(&mut self, ts: u64, sh: &mut Shared) {
+        let Some(line) = head::parse_request_line(self.head.first_line()) else {
+            return self.malformed(sh);
+        };
+        let Some(headers) = head::parse_headers(self.head.header_section()) else {
+            return self.malformed(sh);
+        };
+        let Ok(framing) = head::body_framing(&headers, true) else {
+            return self.malformed(sh);
+        };
+        let kind = ReqKind { head: line.method == b"HEAD", connect: line.method == b"CONNECT" };
+        self.upgrade_next = kind.connect || head::wants_upgrade(&headers);
+        let req = Request {
+            method: line.method.to_vec(),
+            target: line.target.to_vec(),
+            protocol: line.protocol.to_vec(),
+            headers,
+            body: Vec::new(),
+            body_len: 0,
+            body_truncated: false,
+            gap: false,
+            start_ts: self.head.start_ts,
+            end_ts: ts,
+        };
+        let head_mem = self.head.buf.len();
+        self.head.clear();
+        self.cur = Some(sh.push_request(req, kind, head_mem));
+        match framing {
+            BodyKind::Length(n) => self.state = RState::Length(n),
+            BodyKind::Chunked => self.state = RState::Chunked(Chunked::new()),
+            BodyKind::None | BodyKind::UntilClose => self.complete(sh, ts, false),
+        }
+    }
+
+    /// The current request is complete (with `gap` when bytes are missing).
+    fn complete(&mut self, sh: &mut Shared, ts: u64, gap: bool) {
+        if let Some(e) = self.cur.take().and_then(|s| sh.entry(s)) {
+            e.req_done = true;
+            e.req.end_ts = ts;
+            e.req.gap |= gap;
+        }
+        let next = if std::mem::take(&mut self.upgrade_next) { Mode::AfterUpgrade } else { Mode::Normal };
+        self.state = RState::Head(next);
+        sh.try_emit();
+    }
+
+    fn gap(&mut self, len: u64, ts: u64, sh: &mut Shared) {
+        match &mut self.state {
+            RState::Stopped => {}
+            RState::Skip => self.state = RState::Head(Mode::Resync),
+            RState::Head(mode) => {
+                if *mode != Mode::Resync && !self.probing {
+                    sh.anomaly(Anomaly::RequestHeadLost);
+                }
+                self.head.clear();
+                self.state = RState::Head(Mode::Resync);
+            }
+            RState::Length(rem) => {
+                let skip = (*rem).min(len);
+                *rem -= skip;
+                let done = *rem == 0;
+                sh.body_gap(self.cur, skip);
+                sh.anomaly(Anomaly::BodyGap);
+                if done {
+                    self.complete(sh, ts, true);
+                    if len > skip {
+                        self.gap(len - skip, ts, sh);
+                    }
+                }
+            }
+            RState::Chunked(_) => {
+                sh.anomaly(Anomaly::BodyGap);
+                self.complete(sh, ts, true);
+                self.state = RState::Head(Mode::Resync);
+            }
+        }
+    }
+
+    fn end(&mut self, ts: u64, sh: &mut Shared) {
+        match &self.state {
+            RState::Head(mode) => {
+                if *mode != Mode::Resync && !self.probing && !self.head.is_empty() {
+                    sh.anomaly(Anomaly::RequestIncomplete);
+                }
+            }
+            RState::Length(_) | RState::Chunked(_) => self.complete(sh, ts, true),
+            RState::Skip | RState::Stopped => {}
+        }
+        self.head.clear();
+        self.state = RState::Stopped;
+    }
+
+    /// Turns a probing direction into a response direction; returns the bytes it had buffered.
+    fn into_resp(mut self) -> (RespDir, Vec<u8>, u64) {
+        let state = match self.state {
+            RState::Head(Mode::Fresh) => SState::Head(Mode::Fresh),
+            RState::Skip => SState::Skip,
+            RState::Stopped => SState::Stopped,
+            _ => SState::Head(Mode::Resync),
+        };
+        let ts = self.head.start_ts;
+        (RespDir::with_state(state), self.head.take(), ts)
+    }
+}
+
+/// Which request a response being parsed belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// No request was waiting.
+    Nobody,
+    /// A request already emitted without response.
+    Ghost,
+    Seq(u64),
+}
+
+#[derive(Debug)]
+enum SState {
+    Head(Mode),
+    Skip,
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+    Stopped,
+}
+
+/// The server → client direction.
+#[derive(Debug)]
+struct RespDir {
+    head: HeadReader,
+    state: SState,
+    cur: Option<(Target, Response)>,
+    cur_mem: usize,
+}
+
+impl RespDir {
+    fn with_state(state: SState) -> Self {
+        RespDir { head: HeadReader::default(), state, cur: None, cur_mem: 0 }
+    }
+
+    fn count(&mut self, n: u64, gap: bool) {
+        if let Some((_, r)) = &mut self.cur {
+            r.body_len += n;
+            r.gap |= gap;
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], ts: u64, sh: &mut Shared) {
+        let mut i = 0;
+        while i < data.len() {
+            if sh.stop_all {
+                self.state = SState::Stopped;
+            }
+            let rest = &data[i..];
+            match &mut self.state {
+                SState::Stopped => break,
+                SState::Skip => match memchr(b'\n', rest) {
+                    Some(off) => {
+                        i += off + 1;
+                        self.state = SState::Head(Mode::Resync);
+                    }
+                    None => break,
+                },
+                SState::Length(rem) => {
+                    let n = (*rem).min(rest.len() as u64);
+                    *rem -= n;
+                    let done = *rem == 0;
+                    self.count(n, false);
+                    i += n as usize;
+                    if done {
+                        self.finish_response(sh, ts, false);
+                    }
+                }
+                SState::Chunked(dec) => {
+                    let cur = &mut self.cur;
+                    let res = dec.feed(rest, sh.cfg.max_head_bytes, &mut |c: &[u8]| {
+                        if let Some((_, r)) = cur.as_mut() {
+                            r.body_len += c.len() as u64;
+                        }
+                    });
+                    match res {
+                        Ok((n, done)) => {
+                            i += n;
+                            if done {
+                                self.finish_response(sh, ts, false);
+                            }
+                        }
+                        Err(n) => {
+                            i += n;
+                            sh.anomaly(Anomaly::MalformedResponse);
+                            self.finish_response(sh, ts, true);
+                            sh.server_resync();
+                            self.state = SState::Skip;
+                        }
+                    }
+                }
+                SState::UntilClose => {
+                    self.count(rest.len() as u64, false);
+                    i = data.len();
+                }
+                SState::Head(mode) => {
+                    let mode = *mode;
+                    let (n, ev) = self.head.feed(rest, ts, sh.cfg.max_head_bytes);
+                    i += n;
+                    self.on_head_event(mode, ev, ts, sh);
+                }
+            }
+        }
+    }
+
+    fn on_head_event(&mut self, mode: Mode, ev: HeadEvent, ts: u64, sh: &mut Shared) {
+        match ev {
+            HeadEvent::NeedMore if self.head.first_line_end != 0 || self.head.is_empty() => {}
+            HeadEvent::NeedMore | HeadEvent::FirstLine => {
+                let complete = ev == HeadEvent::FirstLine;
+                match self.verdict(mode, complete) {
+                    Verdict::Pending => {}
+                    Verdict::Accept => self.state = SState::Head(Mode::Normal),
+                    Verdict::Tls => {
+                        sh.stop(Anomaly::NotHttp(NotHttpKind::Tls));
+                        self.state = SState::Stopped;
+                    }
+                    _ => {
+                        self.head.clear();
+                        match mode {
+                            Mode::Fresh => {
+                                sh.not_http_unknown();
+                                sh.server_resync();
+                            }
+                            Mode::Normal | Mode::AfterUpgrade => {
+                                sh.anomaly(Anomaly::MalformedResponse);
+                                sh.server_resync();
+                            }
+                            Mode::Resync => {}
+                        }
+                        self.state = if complete { SState::Head(Mode::Resync) } else { SState::Skip };
+                    }
+                }
+            }
+            HeadEvent::Done => self.head_done(ts, sh),
+            HeadEvent::TooLarge => {
+                if mode != Mode::Resync {
+                    sh.anomaly(Anomaly::HeadTooLarge);
+                    sh.server_resync();
+                }
+                self.head.clear();
+                self.state = SState::Skip;
+            }
+        }
+    }
+
+    fn verdict(&self, mode: Mode, complete: bool) -> Verdict {
+        if mode == Mode::Fresh {
+            match self.head.buf.as_slice() {
+                [0x16] => return Verdict::Pending,
+                [0x16, 0x03, ..] => return Verdict::Tls,
+                _ => {}
+            }
+        }
+        let strict = mode == Mode::Resync;
+        match self.head.status_prefix_check(strict) {
+            Prefix::Bad => return Verdict::Garbage,
+            _ if !complete => return Verdict::Pending,
+            _ => {}
+        }
+        let line = self.head.first_line();
+        let ok =
+            if strict { head::is_strict_status_line(line) } else { head::parse_status_line(line).is_some() };
+        if ok { Verdict::Accept } else { Verdict::Garbage }
+    }
+
+    fn malformed(&mut self, sh: &mut Shared) {
+        sh.anomaly(Anomaly::MalformedResponse);
+        self.head.clear();
+        self.state = SState::Head(Mode::Resync);
+        sh.server_resync();
+    }
+
+    fn head_done(&mut self, ts: u64, sh: &mut Shared) {
+        let Some(line) = head::parse_status_line(self.head.first_line()) else {
+            return self.malformed(sh);
+        };
+        let status = line.status;
+        if (100..200).contains(&status) && status != 101 {
+            // interim response (100 Continue, 102, 103): skipped
+            self.head.clear();
+            self.state = SState::Head(Mode::Normal);
+            return;
+        }
+        let Some(headers) = head::parse_headers(self.head.header_section()) else {
+            return self.malformed(sh);
+        };
+        let Ok(framing) = head::body_framing(&headers, false) else {
+            return self.malformed(sh);
+        };
+        let resp = Response {
+            protocol: line.protocol.to_vec(),
+            status,
+            reason: line.reason.to_vec(),
+            headers,
+            body_len: 0,
+            gap: false,
+            end_ts: ts,
+        };
+        self.cur_mem = self.head.buf.len();
+        self.head.clear();
+        let (target, kind) = sh.pair();
+        self.cur = Some((target, resp));
+        if status == 101 || (kind.connect && (200..300).contains(&status)) {
+            self.finish_response(sh, ts, false);
+            sh.upgraded();
+            sh.stop_all = true;
+            self.state = SState::Stopped;
+            return;
+        }
+        if kind.head || status == 204 || status == 304 {
+            return self.finish_response(sh, ts, false);
+        }
+        match framing {
+            BodyKind::None => self.finish_response(sh, ts, false),
+            BodyKind::Length(n) => self.state = SState::Length(n),
+            BodyKind::Chunked => self.state = SState::Chunked(Chunked::new()),
+            BodyKind::UntilClose => self.state = SState::UntilClose,
+        }
+    }
+
+    fn finish_response(&mut self, sh: &mut Shared, ts: u64, gap: bool) {
+        if let Some((target, mut resp)) = self.cur.take() {
+            resp.end_ts = ts;
+            resp.gap |= gap;
+            if let Some(e) = match target {
+                Target::Seq(seq) => sh.entry(seq),
+                Target::Ghost | Target::Nobody => None,
+            } {
+                e.response = Some(resp);
+                e.resp_mem = self.cur_mem;
+            }
+            self.cur_mem = 0;
+            sh.try_emit();
+        }
+        self.state = SState::Head(Mode::Normal);
+    }
+
+    fn gap(&mut self, len: u64, ts: u64, sh: &mut Shared) {
+        match &mut self.state {
+            SState::Stopped => {}
+            SState::Skip => self.state = SState::Head(Mode::Resync),
+            SState::Head(mode) => {
+                if *mode != Mode::Resync {
+                    sh.anomaly(Anomaly::ResponseHeadLost);
+                    sh.server_resync();
+                }
+                self.head.clear();
+                self.state = SState::Head(Mode::Resync);
+            }
+            SState::Length(rem) => {
+                let skip = (*rem).min(len);
+                *rem -= skip;
+                let done = *rem == 0;
+                self.count(skip, true);
+                sh.anomaly(Anomaly::BodyGap);
+                if done {
+                    self.finish_response(sh, ts, true);
+                    if len > skip {
+                        self.gap(len - skip, ts, sh);
+                    }
+                }
+            }
+            SState::Chunked(_) => {
+                sh.anomaly(Anomaly::BodyGap);
+                self.finish_response(sh, ts, true);
+                sh.server_resync();
+                self.state = SState::Head(Mode::Resync);
+            }
+            SState::UntilClose => {
+                self.count(len, true);
+                sh.anomaly(Anomaly::BodyGap);
+            }
+        }
+    }
+
+    fn end(&mut self, ts: u64, sh: &mut Shared) {
+        match &self.state {
+            SState::Head(mode) => {
+                if *mode != Mode::Resync && !self.head.is_empty() {
+                    sh.anomaly(Anomaly::ResponseIncomplete);
+                }
+            }
+            SState::Length(_) | SState::Chunked(_) => self.finish_response(sh, ts, true),
+            SState::UntilClose => self.finish_response(sh, ts, false),
+            SState::Skip | SState::Stopped => {}
+        }
+        self.head.clear();
+        self.state = SState::Stopped;
+        sh.server_closed = true;
+        sh.try_emit();
+    }
+}
+
+#[derive(Debug)]
+enum Dir {
+    Req(ReqDir),
+    Resp(RespDir),
+    Off,
+}
+
+/// The HTTP/1.x parser for one TCP connection. See the crate documentation.
+#[derive(Debug)]
+pub struct Conversation {
+    sh: Shared,
+    dirs: [Dir; 2],
+    ended: [bool; 2],
+    finished: bool,
+}
+
+impl Conversation {
+    /// A new conversation. `client_hint` is the peer that sent the SYN, when known; without it the
+    /// roles are found from the data.
+    pub fn new(cfg: HttpConfig, client_hint: Option<Peer>) -> Self {
+        let mut sh = Shared::new(cfg);
+        let dirs = match client_hint {
+            Some(c) => {
+                sh.client = Some(c);
+                let req = Dir::Req(ReqDir::new(c, false));
+                let resp = Dir::Resp(RespDir::with_state(SState::Head(Mode::Fresh)));
+                if c == Peer::A { [req, resp] } else { [resp, req] }
+            }
+            None => [Dir::Req(ReqDir::new(Peer::A, true)), Dir::Req(ReqDir::new(Peer::B, true))],
+        };
+        Conversation { sh, dirs, ended: [false; 2], finished: false }
+    }
+
+    /// The client peer, once known.
+    pub fn client(&self) -> Option<Peer> {
+        self.sh.client
+    }
+
+    /// A packet (possibly an empty ACK) was seen from `from`. Until one is seen from the server,
+    /// requests are emitted as soon as they are complete.
+    pub fn on_packet(&mut self, from: Peer) {
+        self.sh.seen[from.idx()] = true;
+    }
+
+    /// The next bytes of the `from` direction, captured at `ts` (µs).
+    pub fn on_data(&mut self, from: Peer, data: &[u8], ts: u64) {
+        self.sh.seen[from.idx()] = true;
+        let d = from.idx();
+        if self.finished || self.ended[d] || data.is_empty() {
+            return;
+        }
+        let fed = match &mut self.dirs[d] {
+            Dir::Req(r) => r.feed(data, ts, &mut self.sh),
+            Dir::Resp(r) => {
+                r.feed(data, ts, &mut self.sh);
+                Fed::Ok
+            }
+            Dir::Off => Fed::Ok,
+        };
+        if let Fed::BecameServer(at) = fed {
+            self.sh.client = Some(from.other());
+            if let Dir::Req(r) = std::mem::replace(&mut self.dirs[d], Dir::Off) {
+                let (mut resp, buf, start_ts) = r.into_resp();
+                resp.feed(&buf, start_ts, &mut self.sh);
+                resp.feed(&data[at..], ts, &mut self.sh);
+                self.dirs[d] = Dir::Resp(resp);
+            }
+        }
+        self.settle(ts);
+    }
+
+    /// `len` bytes of the `from` direction are lost and will never come.
+    pub fn on_gap(&mut self, from: Peer, len: u64, ts: u64) {
+        self.sh.seen[from.idx()] = true;
+        if self.finished || self.ended[from.idx()] || len == 0 {
+            return;
+        }
+        match &mut self.dirs[from.idx()] {
+            Dir::Req(r) => r.gap(len, ts, &mut self.sh),
+            Dir::Resp(r) => r.gap(len, ts, &mut self.sh),
+            Dir::Off => {}
+        }
+        self.settle(ts);
+    }
+
+    /// The `from` direction ended (FIN): ends a response body read until close; an incomplete
+    /// request body is finished with `gap`.
+    pub fn on_end(&mut self, from: Peer, ts: u64) {
+        self.sh.seen[from.idx()] = true;
+        self.end_dir(from, ts);
+    }
+
+    fn end_dir(&mut self, from: Peer, ts: u64) {
+        let d = from.idx();
+        if self.finished || self.ended[d] {
+            return;
+        }
+        self.ended[d] = true;
+        match &mut self.dirs[d] {
+            Dir::Req(r) => r.end(ts, &mut self.sh),
+            Dir::Resp(r) => r.end(ts, &mut self.sh),
+            Dir::Off => {}
+        }
+        self.settle(ts);
+    }
+
+    /// The connection is over (closed, reset or expired): everything still waiting is emitted, in
+    /// request order, without response where none came. Later calls are ignored.
+    pub fn finish(&mut self, ts: u64) {
+        if self.finished {
+            return;
+        }
+        let client = self.sh.client.unwrap_or(Peer::A);
+        self.end_dir(client, ts);
+        self.end_dir(client.other(), ts);
+        self.dirs = [Dir::Off, Dir::Off];
+        while let Some(mut e) = self.sh.queue.pop_front() {
+            if !e.req_done {
+                e.req.gap = true;
+                e.req.end_ts = ts;
+            }
+            self.sh.emit(e);
+        }
+        self.sh.ghosts.clear();
+        self.finished = true;
+    }
+
+    /// Moves the pending outputs to `out` (appended, in order).
+    pub fn drain(&mut self, out: &mut Vec<Output>) {
+        out.append(&mut self.sh.out);
+        self.sh.out_mem = 0;
+    }
+
+    /// Bytes held, for memory accounting (approximate): head buffers (their capacity, at most 4 KiB
+    /// each is kept between messages), request bodies and heads of queued or not yet drained
+    /// transactions. 0 once finished and drained.
+    pub fn buffered_bytes(&self) -> usize {
+        let dirs: usize = self
+            .dirs
+            .iter()
+            .map(|d| match d {
+                Dir::Req(r) => r.head.mem(),
+                Dir::Resp(r) => r.head.mem() + r.cur_mem,
+                Dir::Off => 0,
+            })
+            .sum();
+        let queued: usize = self.sh.queue.iter().map(Entry::mem).sum();
+        dirs + queued + self.sh.out_mem
+    }
+
+    /// Applies role decisions and stops after a direction was fed.
+    fn settle(&mut self, ts: u64) {
+        if let (false, Some(client)) = (self.sh.stop_all, self.sh.client) {
+            if let Dir::Req(r) = &mut self.dirs[client.idx()] {
+                r.probing = false;
+            }
+            let s = client.other().idx();
+            if matches!(self.dirs[s], Dir::Req(_)) {
+                if let Dir::Req(r) = std::mem::replace(&mut self.dirs[s], Dir::Off) {
+                    let (mut resp, buf, start_ts) = r.into_resp();
+                    resp.feed(&buf, start_ts, &mut self.sh);
+                    if self.ended[s] {
+                        resp.end(ts, &mut self.sh);
+                    }
+                    self.dirs[s] = Dir::Resp(resp);
+                }
+            }
+        }
+        if self.sh.stop_all {
+            self.dirs = [Dir::Off, Dir::Off];
+        }
+    }
+}

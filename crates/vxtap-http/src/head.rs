@@ -1,0 +1,517 @@
+//! Incremental accumulation of a message head, and lenient / strict parsing of start lines and headers.
+
+use memchr::memchr;
+
+use crate::Header;
+
+/// Head buffers above this capacity are released instead of reused once a head is done.
+pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
+/// In strict (resync) mode a method longer than this is not believed.
+const MAX_STRICT_METHOD: usize = 32;
+
+/// What [`HeadReader::feed`] stopped on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeadEvent {
+    /// All input consumed, head not complete yet.
+    NeedMore,
+    /// The first (start) line just completed; the caller validates it before going on.
+    FirstLine,
+    /// The empty line ending the head was consumed.
+    Done,
+    /// The head would exceed the limit; the overflowing line was not consumed.
+    TooLarge,
+}
+
+/// Result of an early, incremental check of a start line that is not complete yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    Pending,
+    Ok,
+    Bad,
+}
+
+/// Accumulates one head (start line, header lines, empty line) across chunks, copying each byte once
+/// and scanning each byte once.
+#[derive(Debug, Default)]
+pub(crate) struct HeadReader {
+    pub(crate) buf: Vec<u8>,
+    /// Where the current, incomplete line starts in `buf`.
+    line_start: usize,
+    /// Index just after the LF of the first line; 0 while the first line is incomplete.
+    pub(crate) first_line_end: usize,
+    /// Timestamp of the chunk that delivered the first byte.
+    pub(crate) start_ts: u64,
+    /// Early method check progress.
+    checked: usize,
+    method_done: bool,
+}
+
+impl HeadReader {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Memory held by the buffer.
+    pub(crate) fn mem(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Forgets the buffered head (and releases a large buffer).
+    pub(crate) fn clear(&mut self) {
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        self.line_start = 0;
+        self.first_line_end = 0;
+        self.checked = 0;
+        self.method_done = false;
+    }
+
+    /// Takes the buffered bytes out, leaving the reader empty.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        let buf = std::mem::take(&mut self.buf);
+        self.clear();
+        buf
+    }
+
+    /// Consumes bytes of `data`; returns how many were consumed and why it stopped.
+    /// Empty lines before the start line are skipped.
+    pub(crate) fn feed(&mut self, data: &[u8], ts: u64, max: usize) -> (usize, HeadEvent) {
+        let mut i = 0;
+        if self.buf.is_empty() {
+            while i < data.len() && (data[i] == b'\r' || data[i] == b'\n') {
+                i += 1;
+            }
+            if i == data.len() {
+                return (i, HeadEvent::NeedMore);
+            }
+            self.start_ts = ts;
+        }
+        loop {
+            let rest = &data[i..];
+            match memchr(b'\n', rest) {
+                None => {
+                    if self.buf.len() + rest.len() > max {
+                        return (i, HeadEvent::TooLarge);
+                    }
+                    self.buf.extend_from_slice(rest);
+                    return (data.len(), HeadEvent::NeedMore);
+                }
+                Some(off) => {
+                    if self.buf.len() + off + 1 > max {
+                        return (i, HeadEvent::TooLarge);
+                    }
+                    let line_len = self.buf.len() - self.line_start + off;
+                    let empty = match line_len {
+                        0 => true,
+                        1 => {
+                            let last =
+                                if off > 0 { rest[off - 1] } else { self.buf.last().copied().unwrap_or(0) };
+                            last == b'\r'
+                        }
+                        _ => false,
+                    };
+                    self.buf.extend_from_slice(&rest[..=off]);
+                    i += off + 1;
+                    self.line_start = self.buf.len();
+                    if self.first_line_end == 0 {
+                        self.first_line_end = self.buf.len();
+                        return (i, HeadEvent::FirstLine);
+                    }
+                    if empty {
+                        return (i, HeadEvent::Done);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first line without its line end (CR LF or LF); only valid once it is complete.
+    pub(crate) fn first_line(&self) -> &[u8] {
+        strip_cr(&self.buf[..self.first_line_end.saturating_sub(1)])
+    }
+
+    /// The header section (everything after the first line).
+    pub(crate) fn header_section(&self) -> &[u8] {
+        &self.buf[self.first_line_end.min(self.buf.len())..]
+    }
+
+    /// Incremental check that the start line begins with `token SP`; constant work per new byte.
+    pub(crate) fn method_check(&mut self, strict: bool) -> Prefix {
+        if self.method_done {
+            return Prefix::Ok;
+        }
+        let end = if self.first_line_end == 0 { self.buf.len() } else { self.first_line_end };
+        while self.checked < end {
+            let b = self.buf[self.checked];
+            if b == b' ' {
+                if self.checked == 0 {
+                    return Prefix::Bad;
+                }
+                self.method_done = true;
+                return Prefix::Ok;
+            }
+            if !is_tchar(b) || (strict && self.checked >= MAX_STRICT_METHOD) {
+                return Prefix::Bad;
+            }
+            self.checked += 1;
+        }
+        Prefix::Pending
+    }
+
+    /// Check that the start line begins like a status line (`HTTP/`, or `HTTP/1.` when strict).
+    pub(crate) fn status_prefix_check(&self, strict: bool) -> Prefix {
+        let pat: &[u8] = if strict { b"HTTP/1." } else { b"HTTP/" };
+        let n = self.buf.len().min(pat.len());
+        if self.buf[..n] != pat[..n] {
+            Prefix::Bad
+        } else if n == pat.len() {
+            Prefix::Ok
+        } else {
+            Prefix::Pending
+        }
+    }
+}
+
+/// RFC 9110 `tchar`.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn is_ctl(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+pub(crate) fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !is_ws(*first) {
+            break;
+        }
+        s = rest;
+    }
+    trim_end(s)
+}
+
+fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = s {
+        if !is_ws(*last) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+/// `HTTP/d.d` → (major, minor).
+fn parse_version(p: &[u8]) -> Option<(u8, u8)> {
+    match p {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Some((major - b'0', minor - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// The parts of a request line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RequestLine<'a> {
+    pub(crate) method: &'a [u8],
+    pub(crate) target: &'a [u8],
+    pub(crate) protocol: &'a [u8],
+}
+
+/// Lenient request line: `token SP+ target SP+ HTTP/1.x`; the target may contain spaces and bytes
+/// 0x80-0xFF but no control bytes. `line` is without its LF (a trailing CR is ignored).
+pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
+    let line = trim_end(strip_cr(line));
+    let m_end = line.iter().position(|&b| !is_tchar(b))?;
+    if m_end == 0 || line[m_end] != b' ' {
+        return None;
+    }
+    let rest = trim(&line[m_end..]);
+    let p_start = rest.iter().rposition(|&b| is_ws(b))? + 1;
+    let protocol = &rest[p_start..];
+    let target = trim_end(&rest[..p_start]);
+    if target.is_empty() || target.iter().any(|&b| is_ctl(b)) {
+        return None;
+    }
+    match parse_version(protocol) {
+        Some((1, _)) => Some(RequestLine { method: &line[..m_end], target, protocol }),
+        _ => None,
+    }
+}
+
+/// Strict request line used to find a request boundary again:
+/// `token SP target SP HTTP/1.0|HTTP/1.1` (then CR LF or LF).
+pub(crate) fn is_strict_request_line(line: &[u8]) -> bool {
+    let line = strip_cr(line);
+    let Some(m_end) = line.iter().position(|&b| !is_tchar(b)) else { return false };
+    if m_end == 0 || m_end > MAX_STRICT_METHOD || line[m_end] != b' ' {
+        return false;
+    }
+    let rest = &line[m_end + 1..];
+    let Some(t_end) = rest.iter().position(|&b| b <= b' ' || b == 0x7f) else { return false };
+    if t_end == 0 || rest[t_end] != b' ' {
+        return false;
+    }
+    matches!(&rest[t_end + 1..], b"HTTP/1.1" | b"HTTP/1.0")
+}
+
+/// The HTTP/2 connection preface line.
+pub(crate) fn is_h2_preface(line: &[u8]) -> bool {
+    strip_cr(line) == b"PRI * HTTP/2.0"
+}
+
+/// The parts of a status line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct StatusLine<'a> {
+    pub(crate) protocol: &'a [u8],
+    pub(crate) status: u16,
+    pub(crate) reason: &'a [u8],
+}
+
+/// Lenient status line: `HTTP/1.x SP+ 3DIGIT [SP reason]`.
+pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
+    let line = trim_end(strip_cr(line));
+    if line.len() < 8 {
+        return None;
+    }
+    let protocol = &line[..8];
+    if !matches!(parse_version(protocol), Some((1, _))) {
+        return None;
+    }
+    let rest = &line[8..];
+    if !rest.first().is_some_and(|&b| is_ws(b)) {
+        return None;
+    }
+    let rest = trim(rest);
+    let (code, reason) = match rest {
+        [a, b, c] => ([*a, *b, *c], &rest[3..]),
+        [a, b, c, sep, ..] if is_ws(*sep) => ([*a, *b, *c], trim(&rest[4..])),
+        _ => return None,
+    };
+    if !code.iter().all(u8::is_ascii_digit) || code[0] == b'0' {
+        return None;
+    }
+    let status = code.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    Some(StatusLine { protocol, status, reason })
+}
+
+/// Strict status line used to find a response boundary again:
+/// `HTTP/1.0|HTTP/1.1 SP 3DIGIT [SP reason]`.
+pub(crate) fn is_strict_status_line(line: &[u8]) -> bool {
+    let line = strip_cr(line);
+    if line.len() < 12 || !matches!(&line[..9], b"HTTP/1.1 " | b"HTTP/1.0 ") {
+        return false;
+    }
+    let code = &line[9..12];
+    if !code.iter().all(u8::is_ascii_digit) || code[0] == b'0' {
+        return false;
+    }
+    match &line[12..] {
+        [] => true,
+        [b' ', reason @ ..] => reason.iter().all(|&b| b == b'\t' || !is_ctl(b)),
+        _ => false,
+    }
+}
+
+/// Parses the header section (up to the empty line). Obsolete line folding is joined to the previous
+/// value with one space. `None` when a line has no colon or an empty name.
+pub(crate) fn parse_headers(section: &[u8]) -> Option<Vec<Header>> {
+    let mut headers: Vec<Header> = Vec::with_capacity(memchr::memchr_iter(b'\n', section).count());
+    let mut pos = 0;
+    while pos < section.len() {
+        let end = memchr(b'\n', &section[pos..]).map_or(section.len(), |o| pos + o);
+        let line = strip_cr(&section[pos..end]);
+        pos = end + 1;
+        let Some(&first) = line.first() else { break };
+        if is_ws(first) {
+            // obs-fold; a continuation before any header is ignored (RFC 9112 section 2.2)
+            if let Some(h) = headers.last_mut() {
+                let v = trim(line);
+                if !v.is_empty() {
+                    if !h.value.is_empty() {
+                        h.value.push(b' ');
+                    }
+                    h.value.extend_from_slice(v);
+                }
+            }
+            continue;
+        }
+        let colon = memchr(b':', line)?;
+        let name = trim_end(&line[..colon]);
+        if name.is_empty() {
+            return None;
+        }
+        headers.push(Header { name: name.to_vec(), value: trim(&line[colon + 1..]).to_vec() });
+    }
+    Some(headers)
+}
+
+/// How a message body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Comma-separated list items, trimmed, empty ones skipped.
+fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')))
+}
+
+/// Body framing from the headers (RFC 9112 section 6.3). `Err` when the length cannot be determined
+/// safely (conflicting or invalid Content-Length, or a request Transfer-Encoding not ending in chunked).
+pub(crate) fn body_framing(headers: &[Header], request: bool) -> Result<BodyKind, ()> {
+    let mut te_last: Option<&[u8]> = None;
+    let mut te_only_identity = true;
+    let mut cl: Option<u64> = None;
+    let mut cl_bad = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for item in list_items(&h.value) {
+                if !item.eq_ignore_ascii_case(b"identity") {
+                    te_only_identity = false;
+                }
+                te_last = Some(item);
+            }
+        } else if h.name.eq_ignore_ascii_case(b"content-length") {
+            let mut any = false;
+            for item in h.value.split(|&b| b == b',').map(trim) {
+                any = true;
+                match parse_decimal(item) {
+                    Some(v) if cl.is_none_or(|c| c == v) => cl = Some(v),
+                    _ => cl_bad = true,
+                }
+            }
+            if !any {
+                cl_bad = true;
+            }
+        }
+    }
+    if !te_only_identity {
+        if te_last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")) {
+            return Ok(BodyKind::Chunked);
+        }
+        return if request { Err(()) } else { Ok(BodyKind::UntilClose) };
+    }
+    if cl_bad {
+        return Err(());
+    }
+    Ok(match cl {
+        Some(0) => BodyKind::None,
+        Some(n) => BodyKind::Length(n),
+        None if request => BodyKind::None,
+        None => BodyKind::UntilClose,
+    })
+}
+
+/// True when the request asks for a protocol switch (`Upgrade` + `Connection: upgrade`).
+pub(crate) fn wants_upgrade(headers: &[Header]) -> bool {
+    let has_upgrade = headers.iter().any(|h| h.name.eq_ignore_ascii_case(b"upgrade"));
+    has_upgrade
+        && headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case(b"connection")
+                && list_items(&h.value).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        let l = parse_request_line(b"GET /a?b=1 HTTP/1.1\r").unwrap();
+        assert_eq!((l.method, l.target, l.protocol), (&b"GET"[..], &b"/a?b=1"[..], &b"HTTP/1.1"[..]));
+        assert!(parse_request_line(b"m-search * HTTP/1.1").is_some());
+        assert!(parse_request_line(b"GET http://x.example/ HTTP/1.0").is_some());
+        assert_eq!(parse_request_line(b"GET /a b HTTP/1.1").unwrap().target, b"/a b");
+        assert!(parse_request_line(b"GET /\xff\x80 HTTP/1.1").is_some());
+        assert!(parse_request_line(b"GET /").is_none());
+        assert!(parse_request_line(b"GET / HTTP/2.0").is_none());
+        assert!(parse_request_line(b"GET /\x01 HTTP/1.1").is_none());
+        assert!(parse_request_line(b" GET / HTTP/1.1").is_none());
+        assert!(parse_request_line(b"HTTP/1.1 200 OK").is_none());
+        assert!(is_strict_request_line(b"PURGE /x HTTP/1.1\r"));
+        assert!(is_strict_request_line(b"get /x HTTP/1.0"));
+        assert!(!is_strict_request_line(b"GET  /x HTTP/1.1"));
+        assert!(!is_strict_request_line(b"GET /x HTTP/1.2"));
+        assert!(!is_strict_request_line(b"GET /x HTTP/1.1 "));
+        assert!(!is_strict_request_line(b"x GET /x HTTP/1.1"));
+    }
+
+    #[test]
+    fn status_lines() {
+        let s = parse_status_line(b"HTTP/1.1 404 Not Found\r").unwrap();
+        assert_eq!((s.status, s.reason), (404, &b"Not Found"[..]));
+        assert_eq!(parse_status_line(b"HTTP/1.0 200").unwrap().reason, b"");
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 ").unwrap().status, 200);
+        assert!(parse_status_line(b"HTTP/1.1 20").is_none());
+        assert!(parse_status_line(b"HTTP/1.1 2000").is_none());
+        assert!(parse_status_line(b"HTTP/1.1 099 x").is_none());
+        assert!(is_strict_status_line(b"HTTP/1.1 200 OK\r"));
+        assert!(is_strict_status_line(b"HTTP/1.0 204"));
+        assert!(!is_strict_status_line(b"HTTP/1.1 200OK"));
+    }
+
+    #[test]
+    fn framing() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<Header> {
+            pairs
+                .iter()
+                .map(|(n, v)| Header { name: n.as_bytes().to_vec(), value: v.as_bytes().to_vec() })
+                .collect()
+        };
+        assert_eq!(body_framing(&h(&[("Content-Length", "5")]), true), Ok(BodyKind::Length(5)));
+        assert_eq!(
+            body_framing(&h(&[("content-length", "5, 5"), ("Content-Length", "5")]), true),
+            Ok(BodyKind::Length(5))
+        );
+        assert_eq!(body_framing(&h(&[("Content-Length", "5"), ("Content-Length", "6")]), true), Err(()));
+        assert_eq!(body_framing(&h(&[("Content-Length", "x")]), true), Err(()));
+        assert_eq!(body_framing(&h(&[("Content-Length", "")]), true), Err(()));
+        assert_eq!(
+            body_framing(&h(&[("Transfer-Encoding", "gzip, CHUNKED"), ("Content-Length", "3")]), true),
+            Ok(BodyKind::Chunked)
+        );
+        assert_eq!(body_framing(&h(&[("Transfer-Encoding", "chunked, gzip")]), true), Err(()));
+        assert_eq!(body_framing(&h(&[("Transfer-Encoding", "gzip")]), false), Ok(BodyKind::UntilClose));
+        assert_eq!(body_framing(&h(&[]), true), Ok(BodyKind::None));
+        assert_eq!(body_framing(&h(&[]), false), Ok(BodyKind::UntilClose));
+        assert_eq!(body_framing(&h(&[("Content-Length", "0")]), false), Ok(BodyKind::None));
+    }
+
+    #[test]
+    fn headers_fold_and_errors() {
+        let hs = parse_headers(b"A: 1\r\nB:2 \r\n  more\r\n\tstuff\r\nC : x\r\n\r\n").unwrap();
+        assert_eq!(hs.len(), 3);
+        assert_eq!(hs[1].value, b"2 more stuff");
+        assert_eq!(hs[2].name, b"C");
+        assert!(parse_headers(b"no colon\r\n\r\n").is_none());
+        assert!(parse_headers(b": empty\r\n\r\n").is_none());
+    }
+}

@@ -1,0 +1,1097 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const A: Peer = Peer::A;
+const B: Peer = Peer::B;
+
+fn new(hint: Option<Peer>) -> Conversation {
+    Conversation::new(HttpConfig::default(), hint)
+}
+
+fn drain(c: &mut Conversation) -> Vec<Output> {
+    let mut out = Vec::new();
+    c.drain(&mut out);
+    out
+}
+
+fn txs(out: &[Output]) -> Vec<&Transaction> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Transaction(t) => Some(t),
+            Output::Anomaly(_) => None,
+        })
+        .collect()
+}
+
+fn anomalies(out: &[Output]) -> Vec<Anomaly> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Anomaly(a) => Some(*a),
+            Output::Transaction(_) => None,
+        })
+        .collect()
+}
+
+fn header<'a>(hs: &'a [Header], name: &str) -> Option<&'a [u8]> {
+    hs.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
+}
+
+/// Client A (hinted), server B seen; whole client stream, whole server stream, finish.
+fn run(client: &[u8], server: &[u8]) -> Vec<Output> {
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_data(A, client, 1);
+    c.on_data(B, server, 2);
+    c.finish(3);
+    drain(&mut c)
+}
+
+/// Same, delivering `chunk` bytes at a time.
+fn run_chunked(client: &[u8], server: &[u8], chunk: usize) -> Vec<Output> {
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    for p in client.chunks(chunk) {
+        c.on_data(A, p, 1);
+    }
+    for p in server.chunks(chunk) {
+        c.on_data(B, p, 2);
+    }
+    c.finish(3);
+    drain(&mut c)
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+#[test]
+fn simple_get_with_response() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"GET /x?y=1 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: t\r\n\r\n", 10);
+    assert!(drain(&mut c).is_empty(), "waits for the response");
+    c.on_data(B, b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnop", 20);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    let r = &t[0].request;
+    assert_eq!(t[0].client, A);
+    assert_eq!(
+        (r.method.as_slice(), r.target.as_slice(), r.protocol.as_slice()),
+        (&b"GET"[..], &b"/x?y=1"[..], &b"HTTP/1.1"[..])
+    );
+    assert_eq!(r.headers.len(), 2);
+    assert_eq!(r.headers[0], Header { name: b"Host".to_vec(), value: b"shop.example".to_vec() });
+    assert_eq!((r.start_ts, r.end_ts), (10, 10));
+    let resp = t[0].response.as_ref().unwrap();
+    assert_eq!(
+        (resp.status, resp.reason.as_slice(), resp.body_len, resp.end_ts),
+        (404, &b"Not Found"[..], 3, 20)
+    );
+    assert_eq!(resp.protocol, b"HTTP/1.1");
+    assert!(anomalies(&out).is_empty());
+    c.finish(30);
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.buffered_bytes(), 0);
+}
+
+#[test]
+fn pipelined_nine_requests_in_one_chunk() {
+    let mut client = Vec::new();
+    let mut server = Vec::new();
+    for i in 0..9 {
+        if i % 3 == 1 {
+            client.extend_from_slice(
+                format!("POST /p{i} HTTP/1.1\r\nContent-Length: 3\r\n\r\nb={i}").as_bytes(),
+            );
+        } else if i % 3 == 2 {
+            client.extend_from_slice(
+                format!("PUT /p{i} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nc{i}\r\n0\r\n\r\n")
+                    .as_bytes(),
+            );
+        } else {
+            client.extend_from_slice(format!("GET /p{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        }
+        server
+            .extend_from_slice(format!("HTTP/1.1 {} OK\r\nContent-Length: 1\r\n\r\n{i}", 220 + i).as_bytes());
+    }
+    let out = run(&client, &server);
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+    let t = txs(&out);
+    assert_eq!(t.len(), 9);
+    for (i, tx) in t.iter().enumerate() {
+        assert_eq!(tx.request.target, format!("/p{i}").into_bytes());
+        assert_eq!(tx.response.as_ref().unwrap().status, 220 + i as u16);
+        match i % 3 {
+            1 => assert_eq!(tx.request.body, format!("b={i}").into_bytes()),
+            2 => assert_eq!(tx.request.body, format!("c{i}").into_bytes()),
+            _ => assert!(tx.request.body.is_empty()),
+        }
+    }
+}
+
+#[test]
+fn byte_at_a_time_equals_whole() {
+    let client = b"\r\nPOST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\nX: y\n\nPUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+    let server = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil close";
+    let whole = run(client, server);
+    assert_eq!(txs(&whole).len(), 3);
+    assert_eq!(txs(&whole)[2].response.as_ref().unwrap().body_len, 11);
+    for n in [1, 2, 3, 7, 64] {
+        assert_eq!(run_chunked(client, server, n), whole, "chunk size {n}");
+    }
+}
+
+#[test]
+fn chunked_extensions_trailers_uppercase_leading_zeros() {
+    let client = b"POST /u HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n0005;name=val;x\r\nhello\r\n00A \r\n0123456789\r\n000;last\r\nX-Trailer: 1\r\nY: 2\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+    let out = run(client, b"");
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].request.body, b"hello0123456789");
+    assert_eq!(t[0].request.body_len, 15);
+    assert!(!t[0].request.gap);
+    assert_eq!(t[1].request.target, b"/next");
+    assert!(anomalies(&out).is_empty());
+}
+
+#[test]
+fn transfer_encoding_wins_over_content_length() {
+    let client = b"POST / HTTP/1.1\r\nContent-Length: 100\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n\r\n";
+    let out = run(client, b"");
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].request.body, b"body");
+    assert_eq!(t[1].request.target, b"/2");
+}
+
+#[test]
+fn conflicting_content_length_is_malformed() {
+    let client =
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcGET /ok HTTP/1.1\r\n\r\n";
+    let out = run(client, b"");
+    assert_eq!(anomalies(&out), vec![Anomaly::MalformedRequest]);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.target, b"/ok");
+    let same = run(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", b"");
+    assert_eq!(txs(&same)[0].request.body, b"abc");
+}
+
+#[test]
+fn expect_100_continue() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"PUT /f HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.1 100 Continue\r\n\r\n", 2);
+    c.on_data(A, b"da", 3);
+    c.on_data(A, b"ta", 4);
+    assert!(txs(&drain(&mut c)).is_empty());
+    c.on_data(B, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 5);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.body, b"data");
+    assert_eq!((t[0].request.start_ts, t[0].request.end_ts), (1, 4));
+    assert_eq!(t[0].response.as_ref().unwrap().status, 201);
+}
+
+#[test]
+fn head_response_has_no_body() {
+    let client = b"HEAD /big HTTP/1.1\r\n\r\nGET /small HTTP/1.1\r\n\r\n";
+    let server =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let out = run(client, server);
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].response.as_ref().unwrap().body_len, 0);
+    assert_eq!(header(&t[0].response.as_ref().unwrap().headers, "content-length"), Some(&b"5000"[..]));
+    assert_eq!(t[1].response.as_ref().unwrap().body_len, 2);
+}
+
+#[test]
+fn status_204_and_304_have_no_body() {
+    let client = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n";
+    let server = b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
+    let out = run(client, server);
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+    let st: Vec<u16> = txs(&out).iter().map(|t| t.response.as_ref().unwrap().status).collect();
+    assert_eq!(st, vec![204, 304, 200]);
+}
+
+#[test]
+fn upgrade_101_stops_parsing() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello", 2);
+    c.on_data(A, b"\x81\x85abcdGET / HTTP/1.1\r\n\r\n", 3);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\n\r\n", 4);
+    c.finish(5);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].response.as_ref().unwrap().status, 101);
+    assert_eq!(anomalies(&out), vec![Anomaly::Upgraded]);
+    assert!(matches!(out[0], Output::Transaction(_)), "transaction before the anomaly");
+}
+
+#[test]
+fn websocket_frames_before_101_arrives() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(
+        A,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n\x81\x85abcd",
+        1,
+    );
+    c.on_data(B, b"HTTP/1.1 101 Switching Protocols\r\n\r\n", 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].response.as_ref().unwrap().status, 101);
+    assert_eq!(anomalies(&out), vec![Anomaly::Upgraded]);
+}
+
+#[test]
+fn upgrade_refused_continues() {
+    let client =
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /2 HTTP/1.1\r\n\r\n";
+    let server = b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let out = run(client, server);
+    assert!(anomalies(&out).is_empty());
+    assert_eq!(txs(&out).len(), 2);
+}
+
+#[test]
+fn connect_tunnel() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.1 200 Connection established\r\n\r\n", 2);
+    c.on_data(A, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 3);
+    c.on_data(B, b"\x16\x03\x03\x00\x5a\x02", 4);
+    c.finish(5);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.target, b"example.com:443");
+    assert_eq!(t[0].response.as_ref().unwrap().status, 200);
+    assert_eq!(anomalies(&out), vec![Anomaly::Upgraded]);
+
+    // client TLS arrives before the 200 is seen
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01\x02\x00", 1);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\n\r\n\x16\x03\x03", 2);
+    c.finish(5);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].response.as_ref().unwrap().status, 200);
+    assert_eq!(anomalies(&out), vec![Anomaly::Upgraded]);
+
+    // CONNECT refused: HTTP goes on
+    let out = run(
+        b"CONNECT x:443 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        b"HTTP/1.1 407 Auth\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(anomalies(&out).is_empty());
+    assert_eq!(txs(&out).len(), 2);
+}
+
+#[test]
+fn one_direction_emits_immediately() {
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_data(A, b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nx", 1);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out).len(), 1, "first emitted at once, second incomplete");
+    c.on_data(A, b"y", 2);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].request.body, b"xy");
+    assert!(txs(&out)[0].response.is_none());
+    // the server shows up: later requests wait again
+    c.on_packet(B);
+    c.on_data(A, b"GET /3 HTTP/1.1\r\n\r\n", 3);
+    assert!(drain(&mut c).is_empty());
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.target, b"/3");
+    assert_eq!(t[0].response.as_ref().unwrap().status, 200);
+}
+
+#[test]
+fn server_seen_late() {
+    let mut c = new(Some(A));
+    c.on_data(A, b"GET /1 HTTP/1.1\r\n\r\n", 1);
+    assert_eq!(txs(&drain(&mut c)).len(), 1);
+    c.on_packet(B);
+    c.on_data(B, b"HTTP/1.1 301 Moved\r\nContent-Length: 0\r\n\r\n", 2); // answers /1, already emitted
+    assert_eq!(drain(&mut c), vec![Output::Anomaly(Anomaly::UnexpectedResponse)]);
+    c.on_data(A, b"GET /2 HTTP/1.1\r\n\r\n", 3);
+    assert!(drain(&mut c).is_empty());
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].request.target, b"/2");
+    assert_eq!(txs(&out)[0].response.as_ref().unwrap().status, 200);
+}
+
+#[test]
+fn max_pending_emits_oldest() {
+    let cfg = HttpConfig { max_pending: 2, ..HttpConfig::default() };
+    let mut c = Conversation::new(cfg, Some(A));
+    c.on_packet(B);
+    for i in 0..5 {
+        c.on_data(A, format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes(), i);
+    }
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 3);
+    assert!(t.iter().all(|t| t.response.is_none()));
+    assert_eq!(t[0].request.target, b"/0");
+    assert!(c.buffered_bytes() > 0);
+    // responses for all five arrive: the first three are dropped, /3 and /4 get theirs
+    for i in 0..5 {
+        c.on_data(B, format!("HTTP/1.1 {} OK\r\nContent-Length: 0\r\n\r\n", 200 + i).as_bytes(), 10);
+    }
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].request.target, b"/3");
+    assert_eq!(t[0].response.as_ref().unwrap().status, 203);
+    assert_eq!(t[1].response.as_ref().unwrap().status, 204);
+}
+
+#[test]
+fn finish_emits_everything_in_order() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(
+        A,
+        b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
+        1,
+    );
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", 2);
+    assert!(drain(&mut c).is_empty());
+    c.finish(9);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 3);
+    let r0 = t[0].response.as_ref().unwrap();
+    assert!(r0.gap);
+    assert_eq!((r0.body_len, r0.end_ts), (2, 9));
+    assert!(t[1].response.is_none());
+    assert!(t[2].request.gap);
+    assert_eq!((t[2].request.body_len, t[2].request.end_ts), (3, 9));
+    assert_eq!(c.buffered_bytes(), 0);
+    c.on_data(A, GET, 10);
+    c.finish(11);
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
+fn gap_in_content_length_body() {
+    let mut c = new(Some(A));
+    c.on_data(A, b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 1);
+    c.on_gap(A, 4, 2);
+    c.on_data(A, b"hij", 3);
+    c.on_data(A, b"GET /b HTTP/1.1\r\n\r\n", 4);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert!(t[0].request.gap);
+    assert_eq!(t[0].request.body_len, 10);
+    assert_eq!(t[0].request.body, b"abchij");
+    assert!(!t[1].request.gap);
+    assert_eq!(anomalies(&out), vec![Anomaly::BodyGap]);
+
+    // a gap running past the end of the body into the next head
+    let mut c = new(Some(A));
+    c.on_data(A, b"POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab", 1);
+    c.on_gap(A, 10, 2);
+    c.on_data(A, b"ost: x\r\n\r\nGET /c HTTP/1.1\r\n\r\n", 3);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].request.body_len, 4);
+    assert_eq!(t[1].request.target, b"/c");
+    assert_eq!(anomalies(&out), vec![Anomaly::BodyGap, Anomaly::RequestHeadLost]);
+}
+
+#[test]
+fn gap_in_chunked_body_resyncs() {
+    let mut c = new(Some(A));
+    c.on_data(A, b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", 1);
+    c.on_gap(A, 100, 2);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert!(t[0].request.gap);
+    assert_eq!(t[0].request.body, b"hel");
+    c.on_data(A, b"lo world\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n", 3);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.target, b"/b");
+    assert!(!t[0].request.gap);
+}
+
+#[test]
+fn gap_in_head_resyncs_on_strict_request_line() {
+    let mut c = new(Some(A));
+    c.on_data(A, b"GET /a HTTP/1.1\r\nHost: x\r\nCook", 1);
+    c.on_gap(A, 50, 2);
+    c.on_data(A, b"ie: more\r\nReferer: GET / HTTP/1.1\r\nGET  /loose HTTP/1.1\r\n\r\nPOST /b HTTP/1.0\r\nContent-Length: 1\r\n\r\nz", 3);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::RequestHeadLost]);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.target, b"/b");
+    assert_eq!(t[0].request.body, b"z");
+
+    // between requests, with the next request starting right after the gap
+    let mut c = new(Some(A));
+    c.on_data(A, GET, 1);
+    c.on_gap(A, 30, 2);
+    c.on_data(A, b"GET /after HTTP/1.1\r\n\r\n", 3);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::RequestHeadLost]);
+    assert_eq!(txs(&out).len(), 2);
+    assert_eq!(txs(&out)[1].request.target, b"/after");
+}
+
+#[test]
+fn server_gap_does_not_mispair() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Len", 2);
+    c.on_gap(B, 40, 3);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::ResponseHeadLost]);
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert!(t.iter().all(|t| t.response.is_none()));
+    c.on_data(B, b"xx\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4);
+    c.on_data(A, b"GET /3 HTTP/1.1\r\n\r\n", 5);
+    c.on_data(B, b"HTTP/1.1 202 OK\r\nContent-Length: 0\r\n\r\n", 6);
+    let out = drain(&mut c);
+    // the response found by resync came before /3 was sent: it is dropped, /3 gets its own
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].response.as_ref().unwrap().status, 202);
+}
+
+#[test]
+fn server_gap_in_bodies() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", 2);
+    c.on_gap(B, 5, 3);
+    c.on_data(B, b"cde", 4);
+    c.on_data(B, b"HTTP/1.1 201 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", 5);
+    c.on_gap(B, 3, 6);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 3);
+    let r = t[0].response.as_ref().unwrap();
+    assert_eq!((r.status, r.body_len, r.gap), (200, 10, true));
+    let r = t[1].response.as_ref().unwrap();
+    assert_eq!((r.status, r.gap), (201, true));
+    assert!(t[2].response.is_none(), "pairing after a chunked gap is uncertain");
+    assert_eq!(anomalies(&out), vec![Anomaly::BodyGap, Anomaly::BodyGap]);
+}
+
+#[test]
+fn body_looking_like_request_is_never_a_request() {
+    let fake = b"GET / HTTP/1.1\r\n\r\n";
+    let mut client = format!("POST /a HTTP/1.1\r\nContent-Length: {}\r\n\r\n", fake.len() * 3).into_bytes();
+    for _ in 0..3 {
+        client.extend_from_slice(fake);
+    }
+    client.extend_from_slice(
+        format!("POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n", fake.len()).as_bytes(),
+    );
+    client.extend_from_slice(fake);
+    client.extend_from_slice(b"\r\n0\r\n\r\n");
+    for n in [1, 5, client.len()] {
+        let out = run_chunked(&client, b"", n);
+        let t = txs(&out);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].request.body.len(), fake.len() * 3);
+        assert_eq!(t[1].request.body, fake);
+        assert!(anomalies(&out).is_empty());
+    }
+}
+
+#[test]
+fn three_hundred_headers() {
+    let mut client = b"GET /h HTTP/1.1\r\n".to_vec();
+    for i in 0..300 {
+        client.extend_from_slice(format!("X-H{i}: v{i}\r\n").as_bytes());
+    }
+    client.extend_from_slice(b"X-H0: dup\r\n\r\n");
+    let out = run(&client, b"");
+    let t = txs(&out);
+    assert_eq!(t[0].request.headers.len(), 301);
+    assert_eq!(t[0].request.headers[299].name, b"X-H299");
+    assert_eq!(t[0].request.headers[300].value, b"dup");
+}
+
+#[test]
+fn seventy_kib_head_byte_at_a_time() {
+    let mut client = b"GET /big HTTP/1.1\r\nCookie: ".to_vec();
+    client.extend(std::iter::repeat_n(b'c', 70 * 1024));
+    client.extend_from_slice(b"\r\nX: 1\r\n\r\nGET /n HTTP/1.1\r\n\r\n");
+    let whole = run(&client, b"");
+    let t = txs(&whole);
+    assert_eq!(t.len(), 2);
+    assert_eq!(header(&t[0].request.headers, "cookie").unwrap().len(), 70 * 1024);
+    assert_eq!(run_chunked(&client, b"", 1), whole);
+}
+
+#[test]
+fn head_too_large() {
+    let cfg = HttpConfig { max_head_bytes: 100, ..HttpConfig::default() };
+    let mut c = Conversation::new(cfg, Some(A));
+    let mut client = b"GET /big HTTP/1.1\r\n".to_vec();
+    for i in 0..20 {
+        client.extend_from_slice(format!("X-{i}: 0123456789\r\n").as_bytes());
+    }
+    client.extend_from_slice(b"\r\nGET /ok HTTP/1.1\r\n\r\n");
+    for p in client.chunks(3) {
+        c.on_data(A, p, 1);
+        assert!(c.buffered_bytes() <= 256, "{}", c.buffered_bytes());
+    }
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::HeadTooLarge]);
+    assert_eq!(txs(&out).len(), 1);
+    assert_eq!(txs(&out)[0].request.target, b"/ok");
+}
+
+#[test]
+fn body_limit_truncates() {
+    let cfg = HttpConfig { body_limit: 4, ..HttpConfig::default() };
+    let mut c = Conversation::new(cfg, Some(A));
+    c.on_data(
+        A,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+        1,
+    );
+    c.on_data(A, b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nwxyz", 1);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(
+        (t[0].request.body.as_slice(), t[0].request.body_len, t[0].request.body_truncated),
+        (&b"abcd"[..], 6, true)
+    );
+    assert_eq!(
+        (t[1].request.body.as_slice(), t[1].request.body_len, t[1].request.body_truncated),
+        (&b"wxyz"[..], 4, false)
+    );
+}
+
+#[test]
+fn non_utf8_bytes_kept() {
+    let out = run(b"GET /caf\xe9?q=\xff\x80 HTTP/1.1\r\nX-Name: \xc3\x28 raw \xfe\r\n\r\n", b"");
+    let t = txs(&out);
+    assert_eq!(t[0].request.target, b"/caf\xe9?q=\xff\x80");
+    assert_eq!(t[0].request.headers[0].value, b"\xc3\x28 raw \xfe");
+}
+
+#[test]
+fn bare_lf_line_ends() {
+    let out = run(
+        b"\n\nPOST /lf HTTP/1.1\nHost: a\nContent-Length: 2\n\nhiGET /2 HTTP/1.1\n\n",
+        b"HTTP/1.1 200 OK\nContent-Length: 1\n\nxHTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n1\ny\n0\n\n",
+    );
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].request.body, b"hi");
+    assert_eq!(t[1].response.as_ref().unwrap().body_len, 1);
+}
+
+#[test]
+fn http10_without_host_and_read_until_close() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"GET /old HTTP/1.0\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nsome", 2);
+    c.on_data(B, b" body", 3);
+    assert!(drain(&mut c).is_empty());
+    c.on_end(B, 4);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t[0].request.protocol, b"HTTP/1.0");
+    assert!(t[0].request.headers.is_empty());
+    let r = t[0].response.as_ref().unwrap();
+    assert_eq!((r.body_len, r.end_ts, r.gap), (9, 4, false));
+}
+
+#[test]
+fn method_and_target_forms() {
+    let client = b"PURGE /a HTTP/1.1\r\n\r\nPROPFIND /d HTTP/1.1\r\n\r\nM-SEARCH * HTTP/1.1\r\n\r\nget http://x.example/p?q HTTP/1.1\r\n\r\nOPTIONS * HTTP/1.1\r\n\r\n";
+    let out = run(client, b"");
+    let got: Vec<(Vec<u8>, Vec<u8>)> =
+        txs(&out).iter().map(|t| (t.request.method.clone(), t.request.target.clone())).collect();
+    let want: Vec<(Vec<u8>, Vec<u8>)> = [
+        ("PURGE", "/a"),
+        ("PROPFIND", "/d"),
+        ("M-SEARCH", "*"),
+        ("get", "http://x.example/p?q"),
+        ("OPTIONS", "*"),
+    ]
+    .iter()
+    .map(|(m, t)| (m.as_bytes().to_vec(), t.as_bytes().to_vec()))
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn obs_fold_joined() {
+    let out = run(b"GET / HTTP/1.1\r\nX-Long: a\r\n  b\r\n\tc\r\nY: z\r\n\r\n", b"");
+    let hs = &txs(&out)[0].request.headers;
+    assert_eq!(hs.len(), 2);
+    assert_eq!(hs[0].value, b"a b c");
+}
+
+#[test]
+fn http09_is_not_a_request() {
+    let out = run(b"GET /\r\n\r\n", b"");
+    assert!(txs(&out).is_empty());
+    assert_eq!(anomalies(&out), vec![Anomaly::NotHttp(NotHttpKind::Unknown)]);
+    let out = run(b"GET / HTTP/1.1\r\n\r\nGET /\r\n\r\nGET /x HTTP/1.1\r\n\r\n", b"");
+    assert_eq!(anomalies(&out), vec![Anomaly::MalformedRequest]);
+    assert_eq!(txs(&out).len(), 2);
+}
+
+#[test]
+fn tls_and_http2_detection() {
+    for hint in [Some(A), None] {
+        let mut c = new(hint);
+        c.on_data(A, b"\x16", 1);
+        c.on_data(A, b"\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\n\nGET / HTTP/1.1\r\n\r\n", 1);
+        c.on_data(B, b"\x16\x03\x03\x00\x31\x02\x00", 2);
+        c.finish(3);
+        let out = drain(&mut c);
+        assert_eq!(out, vec![Output::Anomaly(Anomaly::NotHttp(NotHttpKind::Tls))]);
+    }
+    let mut c = new(None);
+    c.on_data(A, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04", 1);
+    c.finish(2);
+    assert_eq!(drain(&mut c), vec![Output::Anomaly(Anomaly::NotHttp(NotHttpKind::Http2))]);
+}
+
+#[test]
+fn garbage_at_start_reported_once_then_resync() {
+    let mut c = new(None);
+    c.on_data(A, b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01\x02 binary\nmore noise here\r\n", 1);
+    c.on_data(B, b"\x00\x00garbage\r\n", 1);
+    c.on_data(A, b"\x7f\x45\nGET /real HTTP/1.1\r\nHost: h\r\n\r\n", 2);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 3);
+    c.finish(4);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::NotHttp(NotHttpKind::Unknown)]);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].client, A);
+    assert_eq!(t[0].request.target, b"/real");
+    assert_eq!(t[0].response.as_ref().unwrap().status, 200);
+}
+
+#[test]
+fn roles_found_from_data() {
+    // B speaks first with a request: B is the client
+    let mut c = new(None);
+    c.on_packet(A);
+    c.on_data(B, b"GET /fromb HTTP/1.1\r\n\r\n", 1);
+    assert_eq!(c.client(), Some(B));
+    c.on_data(A, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].client, B);
+    assert_eq!(txs(&out)[0].response.as_ref().unwrap().status, 200);
+
+    // A's response bytes arrive first, one byte at a time: A is the server
+    let mut c = new(None);
+    for b in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" {
+        c.on_data(A, &[*b], 1);
+    }
+    assert_eq!(c.client(), Some(B));
+    c.on_data(B, b"GET /x HTTP/1.1\r\n\r\n", 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::UnexpectedResponse]);
+    assert_eq!(txs(&out)[0].client, B);
+
+    // partial first lines on both sides before the decision
+    let mut c = new(None);
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_data(B, b"HTTP/1.", 1);
+    c.on_data(A, b"GE", 1);
+    c.on_data(A, b"T / HTTP/1.1\r\n\r\n", 2);
+    c.on_data(B, b"1 204 No Content\r\n\r\n", 3);
+    let out = drain(&mut c);
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+    assert_eq!(txs(&out)[0].response.as_ref().unwrap().status, 204);
+}
+
+#[test]
+fn client_end_inside_head_and_body() {
+    let mut c = new(Some(A));
+    c.on_data(A, b"GET / HTTP/1.1\r\nHo", 1);
+    c.on_end(A, 2);
+    assert_eq!(anomalies(&drain(&mut c)), vec![Anomaly::RequestIncomplete]);
+    let mut c = new(Some(A));
+    c.on_data(A, b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nab", 1);
+    c.on_end(A, 2);
+    let out = drain(&mut c);
+    assert!(txs(&out)[0].request.gap);
+}
+
+#[test]
+fn response_before_request_is_unexpected() {
+    let mut c = new(Some(A));
+    c.on_data(B, OK, 1);
+    c.on_data(A, GET, 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::UnexpectedResponse]);
+    assert!(txs(&out)[0].response.is_none());
+}
+
+#[test]
+fn malformed_response_resyncs() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"GET /1 HTTP/1.1\r\n\r\n", 1);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\nbody\r\n", 2);
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::MalformedResponse]);
+    assert!(txs(&out)[0].response.is_none());
+    c.on_data(A, b"GET /2 HTTP/1.1\r\n\r\n", 3);
+    c.on_data(B, OK, 4);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].response.as_ref().unwrap().status, 200);
+}
+
+#[test]
+fn buffered_bytes_tracks_heads_and_bodies() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    assert_eq!(c.buffered_bytes(), 0);
+    c.on_data(A, b"POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", 1);
+    let head = c.buffered_bytes();
+    assert!(head > 0);
+    c.on_data(A, &[b'x'; 50_000], 2);
+    assert_eq!(c.buffered_bytes(), head + 50_000);
+    c.on_data(A, &[b'x'; 50_000], 2);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 3);
+    assert!(c.buffered_bytes() >= 100_000, "not drained yet");
+    drain(&mut c);
+    let idle = c.buffered_bytes();
+    assert!(idle <= 2 * 4096, "only reusable head buffers remain: {idle}");
+    // a huge head does not stay allocated
+    c.on_data(A, b"GET / HTTP/1.1\r\nCookie: ", 4);
+    c.on_data(A, &[b'c'; 100_000], 4);
+    assert!(c.buffered_bytes() > 100_000);
+    c.on_data(A, b"\r\n\r\n", 4);
+    c.on_data(B, b"HTTP/1.1 204 No Content\r\n\r\n", 5);
+    drain(&mut c);
+    assert!(c.buffered_bytes() <= 2 * 4096);
+    c.finish(6);
+    drain(&mut c);
+    assert_eq!(c.buffered_bytes(), 0);
+}
+
+#[test]
+fn anomaly_kinds_are_snake_case() {
+    let all = [
+        Anomaly::NotHttp(NotHttpKind::Tls),
+        Anomaly::NotHttp(NotHttpKind::Http2),
+        Anomaly::NotHttp(NotHttpKind::Unknown),
+        Anomaly::RequestHeadLost,
+        Anomaly::ResponseHeadLost,
+        Anomaly::MalformedRequest,
+        Anomaly::MalformedResponse,
+        Anomaly::HeadTooLarge,
+        Anomaly::Upgraded,
+        Anomaly::BodyGap,
+        Anomaly::RequestIncomplete,
+        Anomaly::ResponseIncomplete,
+        Anomaly::UnexpectedResponse,
+    ];
+    let mut kinds: Vec<&str> = all.iter().map(Anomaly::kind).collect();
+    assert!(
+        kinds.iter().all(|k| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()))
+    );
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(kinds.len(), all.len());
+    assert_eq!(Anomaly::BodyGap.to_string(), "body_gap");
+}
+
+#[test]
+fn broken_chunk_framing_emits_with_gap() {
+    let mut client = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n".to_vec();
+    client.extend_from_slice(b"GET /b HTTP/1.1\r\n\r\n");
+    let out = run(&client, b"");
+    assert_eq!(anomalies(&out), vec![Anomaly::MalformedRequest]);
+    let t = txs(&out);
+    assert_eq!(t.len(), 2);
+    assert!(t[0].request.gap);
+    assert_eq!(t[0].request.body, b"abc");
+    assert_eq!(t[1].request.target, b"/b");
+
+    let cfg = HttpConfig { max_head_bytes: 64, ..HttpConfig::default() };
+    let mut c = Conversation::new(cfg, Some(A));
+    c.on_data(A, b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", 1);
+    for _ in 0..10 {
+        c.on_data(A, b"X-Trailer: 0123456789\r\n", 2);
+    }
+    let out = drain(&mut c);
+    assert_eq!(anomalies(&out), vec![Anomaly::MalformedRequest]);
+    assert!(txs(&out)[0].request.gap);
+}
+
+#[test]
+fn request_transfer_encoding_without_chunked_is_malformed() {
+    let out = run(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nxxGET /n HTTP/1.1\r\n\r\n", b"");
+    assert_eq!(anomalies(&out), vec![Anomaly::MalformedRequest]);
+    assert_eq!(txs(&out).len(), 1);
+    assert_eq!(txs(&out)[0].request.target, b"/n");
+}
+
+#[test]
+fn interim_responses_skipped() {
+    let out = run(
+        GET,
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(anomalies(&out).is_empty());
+    let r = txs(&out)[0].response.clone().unwrap();
+    assert_eq!((r.status, r.headers.len()), (200, 1));
+}
+
+#[test]
+fn server_end_inside_body_marks_gap() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, GET, 1);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 2);
+    c.on_end(B, 3);
+    let out = drain(&mut c);
+    let r = txs(&out)[0].response.clone().unwrap();
+    assert_eq!((r.body_len, r.gap, r.end_ts), (3, true, 3));
+    // the server is gone: later requests are emitted at once
+    c.on_data(A, GET, 4);
+    assert_eq!(txs(&drain(&mut c)).len(), 1);
+}
+
+#[test]
+fn long_head_byte_at_a_time_is_linear() {
+    // 512 KiB of headers delivered one byte per call: must not rescan the buffer
+    let mut client = b"GET /l HTTP/1.1\r\n".to_vec();
+    while client.len() < 512 * 1024 {
+        client.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    client.extend_from_slice(b"\r\n");
+    let start = std::time::Instant::now();
+    let out = run_chunked(&client, b"", 1);
+    assert_eq!(txs(&out).len(), 1);
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+// ---- property tests ----
+
+#[derive(Clone, Debug)]
+enum ReqBody {
+    None,
+    Length(Vec<u8>),
+    Chunked(Vec<u8>, Vec<usize>),
+}
+
+#[derive(Clone, Debug)]
+struct Msg {
+    method: &'static str,
+    path: String,
+    body: ReqBody,
+    status: u16,
+    continue_first: bool,
+    resp_len: usize,
+    resp_chunked: bool,
+}
+
+fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40),
+        Just(b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        Just(b"\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n".to_vec()),
+    ]
+}
+
+fn msg() -> impl Strategy<Value = Msg> {
+    let req_body = prop_oneof![
+        Just(ReqBody::None),
+        body_bytes().prop_map(ReqBody::Length),
+        (body_bytes(), proptest::collection::vec(1usize..8, 1..6)).prop_map(|(b, c)| ReqBody::Chunked(b, c)),
+    ];
+    (
+        prop::sample::select(vec!["GET", "POST", "HEAD", "PURGE", "m-search", "OPTIONS"]),
+        "[a-z0-9/._~%-]{0,20}",
+        req_body,
+        prop::sample::select(vec![200u16, 201, 204, 304, 404, 500]),
+        any::<bool>(),
+        0usize..30,
+        any::<bool>(),
+    )
+        .prop_map(|(method, path, body, status, continue_first, resp_len, resp_chunked)| Msg {
+            method,
+            path: format!("/{path}"),
+            body,
+            status,
+            continue_first,
+            resp_len,
+            resp_chunked,
+        })
+}
+
+fn encode(msgs: &[Msg]) -> (Vec<u8>, Vec<u8>) {
+    let mut client = Vec::new();
+    let mut server = Vec::new();
+    for m in msgs {
+        client.extend_from_slice(
+            format!("{} {} HTTP/1.1\r\nHost: example\r\nX-A: 1\r\n", m.method, m.path).as_bytes(),
+        );
+        match &m.body {
+            ReqBody::None => client.extend_from_slice(b"\r\n"),
+            ReqBody::Length(b) => {
+                client.extend_from_slice(format!("Content-Length: {}\r\n\r\n", b.len()).as_bytes());
+                client.extend_from_slice(b);
+            }
+            ReqBody::Chunked(b, sizes) => {
+                client.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                let mut rest = b.as_slice();
+                let mut k = 0;
+                while !rest.is_empty() {
+                    let n = sizes[k % sizes.len()].min(rest.len());
+                    k += 1;
+                    client.extend_from_slice(format!("{n:0width$X};e={k}\r\n", width = 1 + k % 3).as_bytes());
+                    client.extend_from_slice(&rest[..n]);
+                    client.extend_from_slice(b"\r\n");
+                    rest = &rest[n..];
+                }
+                client.extend_from_slice(b"0\r\nTrailer: t\r\n\r\n");
+            }
+        }
+        if m.continue_first {
+            server.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        server.extend_from_slice(format!("HTTP/1.1 {} X\r\n", m.status).as_bytes());
+        let has_body = m.method != "HEAD" && m.status != 204 && m.status != 304;
+        let body = vec![b'r'; m.resp_len];
+        if m.resp_chunked {
+            server.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            if has_body {
+                if !body.is_empty() {
+                    server.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                    server.extend_from_slice(&body);
+                    server.extend_from_slice(b"\r\n");
+                }
+                server.extend_from_slice(b"0\r\n\r\n");
+            }
+        } else {
+            server.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            if has_body {
+                server.extend_from_slice(&body);
+            }
+        }
+    }
+    (client, server)
+}
+
+fn feed_split(client: &[u8], server: &[u8], cuts: &[usize], one_direction: bool) -> Vec<Output> {
+    let mut c = new(if one_direction { None } else { Some(A) });
+    let mut k = 0;
+    c.on_packet(A);
+    if !one_direction {
+        c.on_packet(B);
+    }
+    for (peer, stream) in [(A, client), (B, server)] {
+        if one_direction && peer == B {
+            continue;
+        }
+        let mut rest = stream;
+        while !rest.is_empty() {
+            let n = cuts.get(k).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+            k += 1;
+            c.on_data(peer, &rest[..n], 7);
+            rest = &rest[n..];
+        }
+    }
+    c.finish(8);
+    drain(&mut c)
+}
+
+proptest! {
+    #[test]
+    fn any_split_gives_identical_output(
+        msgs in proptest::collection::vec(msg(), 1..8),
+        cuts in proptest::collection::vec(1usize..24, 0..200),
+        one_direction in any::<bool>(),
+    ) {
+        let (client, server) = encode(&msgs);
+        let whole = feed_split(&client, &server, &[], one_direction);
+        let split = feed_split(&client, &server, &cuts, one_direction);
+        prop_assert_eq!(&split, &whole);
+        let bytes: Vec<usize> = vec![1; client.len() + server.len()];
+        prop_assert_eq!(&feed_split(&client, &server, &bytes, one_direction), &whole);
+        // and the output is the right one
+        prop_assert!(anomalies(&whole).is_empty(), "{:?}", anomalies(&whole));
+        let t = txs(&whole);
+        prop_assert_eq!(t.len(), msgs.len());
+        for (tx, m) in t.iter().zip(&msgs) {
+            prop_assert_eq!(&tx.request.method, &m.method.as_bytes().to_vec());
+            prop_assert_eq!(&tx.request.target, &m.path.as_bytes().to_vec());
+            let want: &[u8] = match &m.body { ReqBody::None => b"", ReqBody::Length(b) | ReqBody::Chunked(b, _) => b };
+            prop_assert_eq!(tx.request.body.as_slice(), want);
+            if one_direction {
+                prop_assert!(tx.response.is_none());
+            } else {
+                prop_assert_eq!(tx.response.as_ref().map(|r| r.status), Some(m.status));
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics_and_stays_bounded(
+        events in proptest::collection::vec((any::<bool>(), 0u8..6, proptest::collection::vec(any::<u8>(), 0..64)), 0..60),
+        hint in prop::option::of(prop_oneof![Just(A), Just(B)]),
+    ) {
+        let cfg = HttpConfig { body_limit: 16, max_head_bytes: 256, max_pending: 4 };
+        let mut c = Conversation::new(cfg, hint);
+        let mut out = Vec::new();
+        let prefixes: [&[u8]; 4] = [b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n", b"Transfer-Encoding: chunked\r\n\r\n", b"\r\n"];
+        for (ts, (dir_a, op, data)) in events.iter().enumerate() {
+            let peer = if *dir_a { A } else { B };
+            let ts = ts as u64;
+            match op {
+                0 => c.on_gap(peer, data.len() as u64 + 1, ts),
+                1 => c.on_end(peer, ts),
+                2 => c.on_packet(peer),
+                3 => c.on_data(peer, prefixes[data.len() % 4], ts),
+                _ => c.on_data(peer, data, ts),
+            }
+            prop_assert!(c.buffered_bytes() <= 2 * 256 + 5 * (256 + 16) + 4096, "{}", c.buffered_bytes());
+            c.drain(&mut out);
+        }
+        c.finish(1000);
+        c.drain(&mut out);
+        prop_assert_eq!(c.buffered_bytes(), 0);
+    }
+}

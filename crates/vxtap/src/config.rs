@@ -1,0 +1,283 @@
+//! Command line and TOML configuration, merged: a flag overrides the file, the file overrides defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use vxtap_decap::DecapConfig;
+use vxtap_engine::{EngineConfig, Overload};
+use vxtap_http::HttpConfig;
+use vxtap_reassembly::ReassemblyConfig;
+
+/// vxtap: turns mirrored traffic (AWS VPC traffic mirroring's VXLAN, GWLB's GENEVE, pcap files) into
+/// Suricata-style EVE JSON HTTP events.
+#[derive(Parser, Debug)]
+#[command(name = "vxtap", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Read pcap/pcapng files in order, write events, exit 0 (2 if a file was bad).
+    Pcap {
+        /// Capture files (pcap or pcapng; Ethernet, Linux SLL/SLL2 or raw IP; tunnelled or plain).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Receive VXLAN/GENEVE on UDP and/or capture an interface until SIGTERM/SIGINT.
+    Listen {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        listen: ListenArgs,
+    },
+}
+
+/// Options of both commands.
+#[derive(Args, Debug, Default)]
+pub struct CommonArgs {
+    /// Write EVE JSON lines to PATH (`-` is stdout) [default: -]
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<String>,
+    /// Accept only these VXLAN/GENEVE VNIs; others are counted and dropped [default: all]
+    #[arg(long, value_name = "N[,N...]", value_delimiter = ',')]
+    pub vni: Option<Vec<u32>>,
+    /// Inner TCP server ports treated as HTTP [default: any port where HTTP is seen]
+    #[arg(long, value_name = "P[,P...]", value_delimiter = ',')]
+    pub ports: Option<Vec<u16>>,
+    /// Request body bytes kept per request, e.g. 1MiB [default: 1MiB]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub body_limit: Option<u64>,
+    /// Skip the attack detector
+    #[arg(long)]
+    pub no_detect: bool,
+    /// Ceiling on all buffered stream and body bytes; past it, flows are cut and counted [default: 1GiB]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub memcap: Option<u64>,
+    /// Reassembly/detection worker threads [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Close flows idle this long, seconds [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// UDP port of VXLAN [default: 4789]
+    #[arg(long, value_name = "PORT")]
+    pub vxlan_port: Option<u16>,
+    /// UDP port of GENEVE [default: 6081]
+    #[arg(long, value_name = "PORT")]
+    pub geneve_port: Option<u16>,
+    /// TOML configuration file (keys documented in configs/vxtap.toml); flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `listen`.
+#[derive(Args, Debug, Default)]
+pub struct ListenArgs {
+    /// UDP address for VXLAN (or GENEVE when the port is the GENEVE port); `off` disables it
+    /// [default: 0.0.0.0:4789]
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub udp: Option<String>,
+    /// Capture this interface with libpcap (needs CAP_NET_RAW)
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+    /// Health, ping and metrics HTTP server for the NLB [default: 0.0.0.0:9445]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub health: Option<SocketAddr>,
+    /// Seconds to finish open flows after SIGTERM/SIGINT [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
+    /// UDP receive threads, each with its own SO_REUSEPORT socket [default: 1]
+    #[arg(long, value_name = "N")]
+    pub receivers: Option<usize>,
+}
+
+/// The TOML file: every key optional, unknown keys rejected.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    events: Option<String>,
+    vni: Option<Vec<u32>>,
+    ports: Option<Vec<u16>>,
+    body_limit: Option<Size>,
+    detect: Option<bool>,
+    memcap: Option<Size>,
+    workers: Option<usize>,
+    idle_timeout: Option<u64>,
+    vxlan_port: Option<u16>,
+    geneve_port: Option<u16>,
+    listen: Option<ListenFile>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ListenFile {
+    udp: Option<String>,
+    iface: Option<String>,
+    health: Option<SocketAddr>,
+    drain_timeout: Option<u64>,
+    receivers: Option<usize>,
+}
+
+/// A byte size: a number, or a string such as `16MiB`.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(#[serde(deserialize_with = "size_from_text")] u64),
+}
+
+impl Size {
+    fn get(self) -> u64 {
+        match self {
+            Size::Bytes(n) | Size::Text(n) => n,
+        }
+    }
+}
+
+fn size_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_size(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses `1234`, `64KiB`, `16MiB`, `1GiB`, `500KB`, `2MB`, `1G` (case-insensitive).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as 1048576 or 16MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!("unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"));
+        }
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+/// Everything a run needs, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub engine: EngineConfig,
+    pub events: String,
+    pub udp: Option<SocketAddr>,
+    pub iface: Option<String>,
+    pub health: SocketAddr,
+    pub drain_timeout_secs: u64,
+    pub receivers: usize,
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), e.to_string().trim()))
+}
+
+/// Merges flags, file and defaults. `live` selects the live-input policy (drop on overload, wall clock).
+pub fn resolve(common: &CommonArgs, listen: Option<&ListenArgs>, live: bool) -> Result<Settings> {
+    let file = match &common.config {
+        Some(path) => load_file(path)?,
+        None => FileConfig::default(),
+    };
+    let lf = file.listen.unwrap_or_default();
+    let default_listen = ListenArgs::default();
+    let la = listen.unwrap_or(&default_listen);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = common.workers.or(file.workers).unwrap_or(cores);
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let body_limit = common.body_limit.or(file.body_limit.map(Size::get)).unwrap_or(1 << 20);
+    let memcap = common.memcap.or(file.memcap.map(Size::get)).unwrap_or(1 << 30);
+    let idle = common.idle_timeout.or(file.idle_timeout).unwrap_or(30);
+    let decap = DecapConfig {
+        vxlan_port: common.vxlan_port.or(file.vxlan_port).unwrap_or(4789),
+        geneve_port: common.geneve_port.or(file.geneve_port).unwrap_or(6081),
+        vnis: common.vni.clone().or(file.vni).unwrap_or_default(),
+    };
+    let http = HttpConfig { body_limit: usize::try_from(body_limit)?, ..HttpConfig::default() };
+    let reassembly = ReassemblyConfig {
+        idle_timeout_us: idle.saturating_mul(1_000_000),
+        memcap: usize::try_from(memcap)?,
+        ..ReassemblyConfig::default()
+    };
+    let engine = EngineConfig {
+        workers,
+        decap,
+        reassembly,
+        http,
+        detect: !common.no_detect && file.detect.unwrap_or(true),
+        ports: common.ports.clone().or(file.ports).unwrap_or_default(),
+        overload: if live { Overload::Drop } else { Overload::Block },
+        wall_clock: live,
+        ..EngineConfig::default()
+    };
+    let udp_text = la.udp.clone().or(lf.udp).unwrap_or_else(|| "0.0.0.0:4789".into());
+    let udp = match udp_text.as_str() {
+        "off" => None,
+        addr => Some(addr.parse().with_context(|| format!("--udp: `{addr}` is not ADDR:PORT or off"))?),
+    };
+    Ok(Settings {
+        engine,
+        events: common.events.clone().or(file.events).unwrap_or_else(|| "-".into()),
+        udp,
+        iface: la.iface.clone().or(lf.iface),
+        health: la.health.or(lf.health).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9445))),
+        drain_timeout_secs: la.drain_timeout.or(lf.drain_timeout).unwrap_or(30),
+        receivers: la.receivers.or(lf.receivers).unwrap_or(1).max(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_config_parses_with_its_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vxtap.toml");
+        let common = CommonArgs { config: Some(path), ..CommonArgs::default() };
+        let s = resolve(&common, None, false).unwrap();
+        let defaults = resolve(&CommonArgs::default(), None, false).unwrap();
+        assert_eq!(format!("{s:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("500kb"), Ok(500_000));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn file_is_merged_under_flags_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "workers = 3\nbody_limit = \"2MiB\"\nvni = [7]\n[listen]\nudp = \"off\"\n")
+            .unwrap();
+        let common = CommonArgs { config: Some(path.clone()), workers: Some(1), ..CommonArgs::default() };
+        let s = resolve(&common, None, true).unwrap();
+        assert_eq!(s.engine.workers, 1);
+        assert_eq!(s.engine.http.body_limit, 2 << 20);
+        assert_eq!(s.engine.decap.vnis, vec![7]);
+        assert_eq!(s.udp, None);
+        std::fs::write(&path, "wokers = 3\n").unwrap();
+        let err = resolve(&common, None, true).unwrap_err().to_string();
+        assert!(err.contains("wokers"), "{err}");
+        std::fs::write(&path, "memcap = \"lots\"\n").unwrap();
+        assert!(resolve(&common, None, true).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! `vxtap pcap` end to end on generated mirror captures with known requests, and on the committed sample.
+
+mod common;
+
+use common::{events, score, summary, vxtap, write_pcap};
+use vxtap_testgen::mix::{MixEncap, MixParams, generate_mix};
+
+fn run_mix(params: MixParams, extra_args: &[&str]) -> (common::Score, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("mix.pcap");
+    let mix = generate_mix(&params);
+    write_pcap(&mix, &pcap);
+    let mut args = vec!["pcap", pcap.to_str().unwrap(), "--body-limit", "16MiB"];
+    args.extend_from_slice(extra_args);
+    let out = vxtap(&args);
+    assert!(out.status.success(), "vxtap failed: {}", String::from_utf8_lossy(&out.stderr));
+    (score(&mix.expected, &events(&out)), summary(&out))
+}
+
+fn assert_all_exact(s: &common::Score) {
+    assert!(s.intact > 0);
+    assert_eq!((s.exact, s.inexact, s.missing, s.extra), (s.intact, 0, 0, 0), "{s:?}");
+}
+
+#[test]
+fn vxlan_ipv4_and_ipv6_interleaved_all_exact() {
+    let params = MixParams { seed: 7, connections: 300, ipv6_fraction: 0.4, ..MixParams::default() };
+    let (s, summary) = run_mix(params, &["--workers", "2"]);
+    assert_all_exact(&s);
+    assert_eq!(summary["requests"].as_u64(), Some(s.intact as u64));
+    assert_eq!(summary["gaps"].as_u64(), Some(0));
+}
+
+#[test]
+fn geneve_with_vlans_and_ip_options_all_exact() {
+    let params = MixParams {
+        seed: 8,
+        connections: 150,
+        encap: MixEncap::Geneve { vni: 1377 },
+        vlan_fraction: 0.5,
+        ip_extras_fraction: 0.5,
+        ..MixParams::default()
+    };
+    assert_all_exact(&run_mix(params, &["--workers", "1"]).0);
+}
+
+#[test]
+fn plain_one_direction_capture_all_exact() {
+    let params = MixParams {
+        seed: 9,
+        connections: 150,
+        encap: MixEncap::None,
+        client_only: true,
+        pipelined_fraction: 0.3,
+        byte_at_a_time_fraction: 0.1,
+        ..MixParams::default()
+    };
+    assert_all_exact(&run_mix(params, &["--workers", "2"]).0);
+}
+
+#[test]
+fn vni_filter_keeps_only_the_chosen_session() {
+    let params =
+        MixParams { seed: 10, connections: 40, encap: MixEncap::Vxlan { vni: 99 }, ..MixParams::default() };
+    let (s, summary) = run_mix(params, &["--vni", "1377"]);
+    assert_eq!(s.exact, 0);
+    assert!(summary["skipped"]["vni_filtered"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_files_are_named_and_the_rest_still_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.pcap");
+    let mix = generate_mix(&MixParams { seed: 11, connections: 20, ..MixParams::default() });
+    write_pcap(&mix, &good);
+    let garbage = dir.path().join("garbage.pcap");
+    std::fs::write(&garbage, b"this is not a capture file at all").unwrap();
+    let truncated = dir.path().join("truncated.pcap");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2 + 7]).unwrap();
+    let missing = dir.path().join("missing.pcap");
+    let out = vxtap(&[
+        "pcap",
+        garbage.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        truncated.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["garbage.pcap", "missing.pcap", "truncated.pcap"] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with("vxtap:") && l.contains(name)),
+            "{name} not named: {stderr}"
+        );
+    }
+    let s = score(&mix.expected, &events(&out));
+    assert_eq!(s.exact, s.intact, "the good file's requests all come out: {s:?}");
+}
+
+#[test]
+fn committed_sample_matches_committed_events() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    let out = vxtap(&["pcap", root.join("sample.pcap").to_str().unwrap(), "--workers", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent: Vec<_> = std::fs::read_to_string(root.join("sample.expected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| vxtap_testgen::mix::ExpectedRequest::from_json_line(l).unwrap())
+        .collect();
+    assert_all_exact(&score(&sent, &events(&out)));
+    let expected = std::fs::read_to_string(root.join("sample.events.jsonl")).unwrap();
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(got, expected, "regenerate with scripts/regen-testdata.sh after an intended change");
+}
