@@ -125,7 +125,10 @@ fn write_http(j: &mut Json<'_>, tx: &Transaction) {
     if req.body_truncated {
         j.bool("http_request_body_truncated", true);
     }
-    j.bool("gap", req.gap || tx.response.as_ref().is_some_and(|r| r.gap));
+    j.bool("gap", req.gap);
+    if tx.response.as_ref().is_some_and(|r| r.gap) {
+        j.bool("response_gap", true);
+    }
     j.close();
 }
 

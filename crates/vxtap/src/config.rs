@@ -161,7 +161,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gib" => 1 << 30,
         "gb" => 1_000_000_000,
         other => {
-            return Err(format!("unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"));
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
         }
     };
     n.checked_mul(mult).ok_or_else(|| format!("size `{text}` is too large"))

@@ -105,9 +105,11 @@ pub fn score(expected: &[ExpectedRequest], events: &[Value]) -> Score {
             s.extra += 1;
             continue;
         }
-        let e = candidates.remove(0);
         let h = &ev["http"];
         let gap = h["gap"].as_bool().unwrap_or(false);
+        // Same client, method and target more than once: an event without a gap is the intact one.
+        let pick = candidates.iter().position(|e| e.intact != gap).unwrap_or(0);
+        let e = candidates.remove(pick);
         if !e.intact {
             if gap {
                 s.damaged_flagged += 1;
