@@ -261,6 +261,10 @@ impl ReqDir {
     }
 
     fn feed(&mut self, data: &[u8], ts: u64, sh: &mut Shared) -> Fed {
+        if matches!(self.state, RState::Skip) {
+            // A new segment is a likelier place for the next request than the middle of a line.
+            self.state = RState::Head(Mode::Resync);
+        }
         let mut i = 0;
         while i < data.len() {
             if sh.stop_all {
@@ -327,6 +331,10 @@ impl ReqDir {
                 match self.verdict(mode, complete) {
                     Verdict::Pending => {}
                     Verdict::Accept => {
+                        if mode == Mode::Resync {
+                            let skip = head::resync_start(self.head.first_line()).unwrap_or(0);
+                            self.head.drop_front(skip);
+                        }
                         if self.probing {
                             self.probing = false;
                             sh.client = Some(self.peer);
@@ -391,7 +399,7 @@ impl ReqDir {
             return Verdict::Http2;
         }
         let ok = if mode == Mode::Resync {
-            head::is_strict_request_line(line)
+            head::is_strict_request_line(line) && head::resync_start(line).is_some()
         } else {
             head::parse_request_line(line).is_some()
         };

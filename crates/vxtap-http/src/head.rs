@@ -69,6 +69,15 @@ impl HeadReader {
         self.method_done = false;
     }
 
+    /// Drops the first `n` bytes of a head whose first line is complete (junk before a request line).
+    pub(crate) fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.first_line_end);
+        self.buf.drain(..n);
+        self.line_start -= n;
+        self.first_line_end -= n;
+        self.checked = self.checked.saturating_sub(n);
+    }
+
     /// Takes the buffered bytes out, leaving the reader empty.
     pub(crate) fn take(&mut self) -> Vec<u8> {
         let buf = std::mem::take(&mut self.buf);
@@ -269,6 +278,65 @@ pub(crate) fn is_strict_request_line(line: &[u8]) -> bool {
         return false;
     }
     matches!(&rest[t_end + 1..], b"HTTP/1.1" | b"HTTP/1.0")
+}
+
+/// Methods a request found by resynchronisation may have: the IANA registry plus common extensions.
+/// Where the bytes before a lost head's end run into the next request line ("...CGET / HTTP/1.1"),
+/// only a known method tells where the request starts.
+const KNOWN_METHODS: &[&[u8]] = &[
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"CONNECT",
+    b"OPTIONS",
+    b"TRACE",
+    b"PATCH",
+    b"QUERY",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"MKACTIVITY",
+    b"CHECKOUT",
+    b"CHECKIN",
+    b"UNCHECKOUT",
+    b"MERGE",
+    b"M-SEARCH",
+    b"NOTIFY",
+    b"SUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"PURGE",
+    b"BAN",
+    b"LINK",
+    b"UNLINK",
+    b"BIND",
+    b"REBIND",
+    b"UNBIND",
+    b"ACL",
+    b"MKCALENDAR",
+    b"MKREDIRECTREF",
+    b"UPDATEREDIRECTREF",
+    b"VERSION-CONTROL",
+    b"BASELINE-CONTROL",
+    b"LABEL",
+    b"UPDATE",
+    b"MKWORKSPACE",
+    b"ORDERPATCH",
+    b"PRI",
+];
+
+/// Where the request of a resynchronisation candidate line starts: 0 when its method is known, else
+/// the offset of the longest known method that ends the method token; `None` when there is neither.
+pub(crate) fn resync_start(line: &[u8]) -> Option<usize> {
+    let method = &line[..line.iter().position(|&b| b == b' ')?];
+    (0..method.len()).find(|&at| KNOWN_METHODS.contains(&&method[at..]))
 }
 
 /// The HTTP/2 connection preface line.

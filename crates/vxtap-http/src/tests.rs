@@ -1095,3 +1095,48 @@ proptest! {
         prop_assert_eq!(c.buffered_bytes(), 0);
     }
 }
+
+#[test]
+fn resync_takes_the_known_method_that_ends_junk_before_a_request() {
+    // The lost head's one-byte body ("C") runs straight into the next request line.
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_data(A, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Le", 1);
+    c.on_gap(A, 20, 2);
+    c.on_data(A, b"CGET /next HTTP/1.1\r\nHost: x\r\n\r\n", 3);
+    c.finish(4);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].request.method, b"GET");
+    assert_eq!(t[0].request.target, b"/next");
+}
+
+#[test]
+fn resync_ignores_unknown_methods_that_could_be_body_bytes() {
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_gap(A, 10, 1);
+    c.on_data(A, b"xx\nXYZZY /not-a-request HTTP/1.1\r\n\r\nGET /real HTTP/1.1\r\n\r\n", 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].request.target, b"/real");
+}
+
+#[test]
+fn resync_tries_each_new_segment_after_a_body_of_unknown_length() {
+    // The head (and so the body length) was lost; the body has no line end; the next request comes
+    // in its own segment.
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_gap(A, 300, 1);
+    c.on_data(A, b"{\"name\":\"value\",\"n\":1}", 2);
+    c.on_data(A, b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n", 3);
+    c.finish(4);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].request.target, b"/after");
+}

@@ -399,12 +399,16 @@ impl<H: StreamHandler> FlowTable<H> {
         *counter += 1;
     }
 
-    /// Cuts the least recently active flows until memory is under the cap, sparing `current`.
+    /// Cuts the least recently active flows until memory is under the cap, sparing `current` unless it
+    /// alone is over the cap.
     fn enforce_memcap(&mut self, current: &FlowKey, sink: &mut H::Sink) {
         while self.memory > self.cfg.memcap && self.flows.len() > 1 {
             if !self.evict_oldest(Some(current), sink) {
                 break;
             }
+        }
+        if self.memory > self.cfg.memcap {
+            self.remove(current, CloseReason::Evicted, sink);
         }
     }
 

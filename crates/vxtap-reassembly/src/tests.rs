@@ -341,3 +341,16 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn a_single_flow_over_the_memcap_is_cut_too() {
+    let mut t =
+        FlowTable::new(ReassemblyConfig { memcap: FLOW_OVERHEAD + 1000, ..ReassemblyConfig::default() });
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 10, ack()), &[b'x'; 2000], 2);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().evicted, 1);
+    assert_eq!(t.memory(), 0);
+    assert_eq!(s.last(), Some(&Seen::Close(CloseReason::Evicted)));
+}
