@@ -270,21 +270,50 @@ pub fn decode_frame<'a>(
     cfg: &DecapConfig,
 ) -> Result<Decoded<'a>, DecapError> {
     let cx = Context { cfg, tunnel: None, depth: 0 };
+    let (ethertype, packet, vlan) = link_payload(link, frame)?;
+    cx.network(ethertype, packet, vlan)
+}
+
+/// The network-layer packet of a captured frame, after its link header and VLAN tags.
+pub(crate) fn network_layer(link: LinkType, frame: &[u8]) -> Result<&[u8], DecapError> {
+    Ok(link_payload(link, frame)?.1)
+}
+
+/// Splits a captured frame into (ethertype, network-layer bytes, outermost VLAN id).
+fn link_payload(link: LinkType, frame: &[u8]) -> Result<(u16, &[u8], Option<u16>), DecapError> {
     match link {
-        LinkType::Ethernet => cx.ethernet(frame),
+        LinkType::Ethernet => ethernet_payload(frame),
         LinkType::LinuxSll => {
             let proto = read_u16(frame, 14).ok_or(DecapError::SllTruncated)?;
-            cx.ethertype(proto, &frame[16..], None)
+            strip_vlans(proto, &frame[16..])
         }
         LinkType::LinuxSll2 => {
             let proto = read_u16(frame, 0).ok_or(DecapError::SllTruncated)?;
-            if frame.len() < 20 {
-                return Err(DecapError::SllTruncated);
-            }
-            cx.ethertype(proto, &frame[20..], None)
+            let rest = frame.get(20..).ok_or(DecapError::SllTruncated)?;
+            strip_vlans(proto, rest)
         }
-        LinkType::RawIp => cx.ip(frame, None),
+        LinkType::RawIp => match frame.first().map(|b| b >> 4) {
+            Some(6) => Ok((ETHERTYPE_IPV6, frame, None)),
+            _ => Ok((ETHERTYPE_IPV4, frame, None)),
+        },
     }
+}
+
+fn ethernet_payload(frame: &[u8]) -> Result<(u16, &[u8], Option<u16>), DecapError> {
+    let ethertype = read_u16(frame, 12).ok_or(DecapError::EthernetTruncated)?;
+    strip_vlans(ethertype, &frame[14..])
+}
+
+/// Skips 802.1Q/802.1ad tags, returning the inner ethertype, the rest and the outermost VLAN id.
+fn strip_vlans(mut ethertype: u16, mut rest: &[u8]) -> Result<(u16, &[u8], Option<u16>), DecapError> {
+    let mut vlan = None;
+    while VLAN_ETHERTYPES.contains(&ethertype) {
+        let tci = read_u16(rest, 0).ok_or(DecapError::VlanTruncated)?;
+        ethertype = read_u16(rest, 2).ok_or(DecapError::VlanTruncated)?;
+        vlan.get_or_insert(tci & 0x0fff);
+        rest = &rest[4..];
+    }
+    Ok((ethertype, rest, vlan))
 }
 
 /// Decodes the payload of a UDP datagram received on a tunnel socket (VXLAN header onwards).
@@ -316,25 +345,18 @@ struct Context<'c> {
 
 impl<'c> Context<'c> {
     fn ethernet<'a>(self, frame: &'a [u8]) -> Result<Decoded<'a>, DecapError> {
-        let ethertype = read_u16(frame, 12).ok_or(DecapError::EthernetTruncated)?;
-        self.ethertype(ethertype, &frame[14..], None)
+        let (ethertype, packet, vlan) = ethernet_payload(frame)?;
+        self.network(ethertype, packet, vlan)
     }
 
-    /// Strips VLAN tags, then dispatches on the ethertype.
-    fn ethertype<'a>(
+    fn network<'a>(
         self,
-        mut ethertype: u16,
-        mut rest: &'a [u8],
-        mut vlan: Option<u16>,
+        ethertype: u16,
+        packet: &'a [u8],
+        vlan: Option<u16>,
     ) -> Result<Decoded<'a>, DecapError> {
-        while VLAN_ETHERTYPES.contains(&ethertype) {
-            let tci = read_u16(rest, 0).ok_or(DecapError::VlanTruncated)?;
-            ethertype = read_u16(rest, 2).ok_or(DecapError::VlanTruncated)?;
-            vlan.get_or_insert(tci & 0x0fff);
-            rest = &rest[4..];
-        }
         match ethertype {
-            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => self.ip(rest, vlan),
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => self.ip(packet, vlan),
             _ => Ok(Decoded::Skipped(SkipReason::NotTcp)),
         }
     }
@@ -473,6 +495,10 @@ fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
     let pair = bytes.get(at..at + 2)?;
     Some(u16::from_be_bytes([pair[0], pair[1]]))
 }
+
+mod defrag;
+
+pub use defrag::{DefragConfig, DefragStats, Defragmenter};
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,9 @@ pub struct Origin {
     pub dst: SocketAddr,
     /// The tunnel that carried the packets, if any.
     pub tunnel: Option<Tunnel>,
+    /// When a PROXY protocol header named the real client (`src`), the TCP connection's own
+    /// endpoints: the proxy (load balancer) and the server it connected to.
+    pub proxy: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// Appends one `http` event line for `tx`, then one `alert` line per finding.
@@ -54,6 +57,15 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
         j.num("vni", u64::from(t.vni));
         j.str("src_ip", t.src.to_string().as_bytes());
         j.str("dest_ip", t.dst.to_string().as_bytes());
+        j.close();
+    }
+    if let Some((peer, server)) = origin.proxy {
+        j.key("proxy");
+        j.open();
+        j.str("src_ip", peer.ip().to_string().as_bytes());
+        j.num("src_port", u64::from(peer.port()));
+        j.str("dest_ip", server.ip().to_string().as_bytes());
+        j.num("dest_port", u64::from(server.port()));
         j.close();
     }
     if let Some(finding) = alert {

@@ -34,7 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use vxtap_decap::{
-    DecapConfig, DecapError, Decoded, LinkType, Segment, SegmentHeader, decode_frame, decode_udp_payload,
+    DecapConfig, DecapError, Decoded, DefragConfig, Defragmenter, LinkType, Segment, SegmentHeader,
+    SkipReason, decode_frame, decode_udp_payload,
 };
 use vxtap_http::HttpConfig;
 use vxtap_reassembly::{FlowKey, ReassemblyConfig};
@@ -85,7 +86,7 @@ impl Default for EngineConfig {
             detect: true,
             ports: Vec::new(),
             overload: Overload::Block,
-            queue_batches: 1024,
+            queue_batches: 64,
             wall_clock: false,
         }
     }
@@ -175,6 +176,7 @@ impl Engine {
             cfg: self.cfg.clone(),
             senders: self.senders.clone(),
             pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
+            defrag: Defragmenter::new(DefragConfig::default()),
             metrics: self.metrics.clone(),
         }
     }
@@ -258,6 +260,7 @@ pub struct Dispatcher {
     cfg: Arc<EngineConfig>,
     senders: Vec<Sender<Work>>,
     pending: Vec<Batch>,
+    defrag: Defragmenter,
     metrics: Arc<Metrics>,
 }
 
@@ -265,8 +268,15 @@ impl Dispatcher {
     /// A captured frame (pcap file or interface) with link type `link`, captured at `ts` (µs).
     pub fn frame(&mut self, link: LinkType, frame: &[u8], ts: u64) {
         self.count(frame.len());
-        let decoded = decode_frame(link, frame, &self.cfg.decap);
-        self.route(decoded, ts);
+        match decode_frame(link, frame, &self.cfg.decap) {
+            Ok(Decoded::Skipped(SkipReason::OuterFragment)) => {
+                if let Some(packet) = defragment(&mut self.defrag, &self.metrics, link, frame, ts) {
+                    let decoded = decode_frame(LinkType::RawIp, &packet, &self.cfg.decap);
+                    self.route(decoded, ts);
+                }
+            }
+            decoded => self.route(decoded, ts),
+        }
     }
 
     /// A datagram received on the tunnel socket bound to `local_port`.
@@ -322,6 +332,23 @@ impl Dispatcher {
             self.metrics.shard_queue_depth.fetch_sub(count, Relaxed);
         }
     }
+}
+
+/// Adds an outer IP fragment to `defrag`; the whole datagram once its last fragment arrived.
+fn defragment(
+    defrag: &mut Defragmenter,
+    metrics: &Metrics,
+    link: LinkType,
+    frame: &[u8],
+    ts: u64,
+) -> Option<Vec<u8>> {
+    let before = defrag.stats();
+    let result = defrag.push(link, frame, ts);
+    metrics.add_defrag(&before, &defrag.stats());
+    result.unwrap_or_else(|err| {
+        metrics.decap_error(err);
+        None
+    })
 }
 
 /// The segment of a decoded frame when it is one vxtap should reassemble; everything else is counted.

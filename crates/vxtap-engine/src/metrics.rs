@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use vxtap_decap::{DecapError, SkipReason};
+use vxtap_decap::{DecapError, DefragStats, SkipReason};
 use vxtap_reassembly::ReassemblyStats;
 
 /// Every counter of a running engine. Input threads and workers add to it; readers take snapshots.
@@ -33,6 +33,10 @@ pub struct Metrics {
     pub alerts: AtomicU64,
     /// Event bytes written.
     pub event_bytes: AtomicU64,
+    /// Outer IP datagrams rebuilt from fragments.
+    pub defrag_reassembled: AtomicU64,
+    /// Outer IP datagrams whose fragments never all came (timeout, limits) or were inconsistent.
+    pub defrag_failed: AtomicU64,
     /// Conditions the HTTP parser reported (lost heads, non-HTTP flows, upgrades), by kind.
     http_anomalies: Mutex<BTreeMap<&'static str, u64>>,
     /// Each worker's reassembly counters, published after every batch.
@@ -57,6 +61,13 @@ impl Metrics {
         if let Some(i) = SkipReason::ALL.iter().position(|r| *r == reason) {
             self.skipped[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Adds what a defragmenter did between two snapshots of its counters.
+    pub(crate) fn add_defrag(&self, before: &DefragStats, after: &DefragStats) {
+        self.defrag_reassembled.fetch_add(after.reassembled - before.reassembled, Relaxed);
+        let failed = |s: &DefragStats| s.dropped + s.invalid;
+        self.defrag_failed.fetch_add(failed(after) - failed(before), Relaxed);
     }
 
     /// Adds a worker's HTTP anomaly counts.
@@ -125,6 +136,10 @@ impl Metrics {
             "overlap_conflicts": r.overlap_conflicts,
             "out_of_window": r.out_of_window,
             "http_anomalies": map(&mut self.anomalies().into_iter()),
+            "outer_fragments": {
+                "reassembled": self.defrag_reassembled.load(Relaxed),
+                "failed": self.defrag_failed.load(Relaxed),
+            },
             "drops": { "shard_queue": self.shard_queue_drops.load(Relaxed) },
         })
     }
@@ -166,6 +181,16 @@ impl Metrics {
         );
         counter("port_filtered_total", "Segments outside --ports.", self.port_filtered.load(Relaxed));
         counter("event_bytes_total", "Event bytes written.", self.event_bytes.load(Relaxed));
+        counter(
+            "defrag_reassembled_total",
+            "Outer IP datagrams rebuilt from fragments.",
+            self.defrag_reassembled.load(Relaxed),
+        );
+        counter(
+            "defrag_failed_total",
+            "Outer IP datagrams never completed.",
+            self.defrag_failed.load(Relaxed),
+        );
         let _ = writeln!(out, "# HELP vxtap_decap_errors_total Malformed packets by layer.");
         let _ = writeln!(out, "# TYPE vxtap_decap_errors_total counter");
         for (kind, n) in self.decap_errors() {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crossbeam_channel::{Receiver, Sender};
-use vxtap_decap::{LinkType, Segment, decode_frame};
+use vxtap_decap::{Decoded, DefragConfig, Defragmenter, LinkType, Segment, SkipReason, decode_frame};
 use vxtap_detect::Detector;
 use vxtap_http::{Conversation, Output, Peer, Transaction};
 use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
 
 use crate::event::{Origin, write_events};
-use crate::{EngineConfig, Metrics, Work, accept};
+use crate::{EngineConfig, Metrics, Work, accept, defragment};
 
 /// How far (µs of capture time) the clock must move before timers are checked again.
 const TIMER_STEP_US: u64 = 100_000;
@@ -73,6 +73,7 @@ pub struct Pipeline {
     cfg: Arc<EngineConfig>,
     table: FlowTable<HttpFlow>,
     out: WorkerOutput,
+    defrag: Defragmenter,
     /// The latest capture time seen, microseconds.
     clock: u64,
 }
@@ -87,14 +88,27 @@ impl Pipeline {
             detector: cfg.detect.then(Detector::builtin),
             metrics,
         };
-        Pipeline { table: FlowTable::new(cfg.reassembly.clone()), cfg, out, clock: 0 }
+        let defrag = Defragmenter::new(DefragConfig::default());
+        Pipeline { table: FlowTable::new(cfg.reassembly.clone()), cfg, out, defrag, clock: 0 }
     }
 
     /// Decodes a captured frame and processes its segment; decap errors are counted.
     pub fn frame(&mut self, link: LinkType, frame: &[u8], ts: u64) {
         self.out.metrics.packets.fetch_add(1, Relaxed);
         self.out.metrics.bytes.fetch_add(frame.len() as u64, Relaxed);
-        let decoded = decode_frame(link, frame, &self.cfg.decap);
+        let decoded = match decode_frame(link, frame, &self.cfg.decap) {
+            Ok(Decoded::Skipped(SkipReason::OuterFragment)) => {
+                let Some(packet) = defragment(&mut self.defrag, &self.out.metrics, link, frame, ts) else {
+                    return;
+                };
+                let decoded = decode_frame(LinkType::RawIp, &packet, &self.cfg.decap);
+                if let Some(segment) = accept(decoded, &self.cfg, &self.out.metrics) {
+                    self.segment(&segment, ts);
+                }
+                return;
+            }
+            decoded => decoded,
+        };
         if let Some(segment) = accept(decoded, &self.cfg, &self.out.metrics) {
             self.segment(&segment, ts);
         }
@@ -145,7 +159,16 @@ impl WorkerOutput {
             Peer::A => (info.a, info.b),
             Peer::B => (info.b, info.a),
         };
-        let origin = Origin { flow_id: info.flow_id, src, dst, tunnel: info.tunnel };
+        let origin = match tx.proxy {
+            Some(p) => Origin {
+                flow_id: info.flow_id,
+                src: p.source,
+                dst: p.destination,
+                tunnel: info.tunnel,
+                proxy: Some((src, dst)),
+            },
+            None => Origin { flow_id: info.flow_id, src, dst, tunnel: info.tunnel, proxy: None },
+        };
         let findings = self.detector.as_ref().map(|d| d.inspect(&tx.request)).unwrap_or_default();
         write_events(&mut self.events, &origin, tx, &findings);
         let m = &self.metrics;

@@ -6,6 +6,7 @@ use memchr::memchr;
 
 use crate::chunked::Chunked;
 use crate::head::{self, BodyKind, HeadEvent, HeadReader, Prefix};
+use crate::proxy::{self, Probe, ProxyHeader};
 use crate::{Anomaly, HttpConfig, NotHttpKind, Output, Peer, Request, Response, Transaction};
 
 /// What the response framing needs to know about a request.
@@ -56,6 +57,8 @@ struct Shared {
     not_http_reported: bool,
     upgraded_reported: bool,
     stop_all: bool,
+    /// Addresses from a PROXY protocol header, once one was read.
+    proxy: Option<ProxyHeader>,
 }
 
 impl Shared {
@@ -73,6 +76,7 @@ impl Shared {
             not_http_reported: false,
             upgraded_reported: false,
             stop_all: false,
+            proxy: None,
         }
     }
 
@@ -194,7 +198,8 @@ impl Shared {
     fn emit(&mut self, e: Entry) {
         self.out_mem += e.mem();
         let client = self.client.unwrap_or(Peer::A);
-        self.out.push(Output::Transaction(Transaction { client, request: e.req, response: e.response }));
+        let tx = Transaction { client, request: e.req, response: e.response, proxy: self.proxy };
+        self.out.push(Output::Transaction(tx));
     }
 }
 
@@ -824,6 +829,9 @@ pub struct Conversation {
     dirs: [Dir; 2],
     ended: [bool; 2],
     finished: bool,
+    /// Per direction, the first bytes while it is not yet known whether a PROXY header starts it;
+    /// `None` once decided.
+    preamble: [Option<Vec<u8>>; 2],
 }
 
 impl Conversation {
@@ -840,7 +848,13 @@ impl Conversation {
             }
             None => [Dir::Req(ReqDir::new(Peer::A, true)), Dir::Req(ReqDir::new(Peer::B, true))],
         };
-        Conversation { sh, dirs, ended: [false; 2], finished: false }
+        Conversation {
+            sh,
+            dirs,
+            ended: [false; 2],
+            finished: false,
+            preamble: [Some(Vec::new()), Some(Vec::new())],
+        }
     }
 
     /// The client peer, once known.
@@ -854,8 +868,45 @@ impl Conversation {
         self.sh.seen[from.idx()] = true;
     }
 
-    /// The next bytes of the `from` direction, captured at `ts` (µs).
+    /// The next bytes of the `from` direction, captured at `ts` (µs). A PROXY protocol header (v1 or
+    /// v2) at the start of a direction is read and stripped; its addresses go into every transaction.
     pub fn on_data(&mut self, from: Peer, data: &[u8], ts: u64) {
+        let d = from.idx();
+        let Some(mut start) = self.preamble[d].take() else { return self.feed(from, data, ts) };
+        let owned;
+        let input = if start.is_empty() {
+            data
+        } else {
+            start.extend_from_slice(data);
+            owned = start;
+            &owned[..]
+        };
+        match proxy::probe(input) {
+            Probe::NeedMore => {
+                self.sh.seen[d] = true;
+                self.preamble[d] = Some(input.to_vec());
+            }
+            Probe::Absent => self.feed(from, input, ts),
+            Probe::Header(header, len) => {
+                self.sh.proxy = self.sh.proxy.or(header);
+                self.preamble = [None, None];
+                self.feed(from, &input[len..], ts);
+            }
+            Probe::Malformed => {
+                self.sh.anomaly(Anomaly::ProxyMalformed);
+                self.feed(from, input, ts);
+            }
+        }
+    }
+
+    /// Feeds bytes still held while probing for a PROXY header, before a gap, end or finish.
+    fn flush_preamble(&mut self, from: Peer, ts: u64) {
+        if let Some(held) = self.preamble[from.idx()].take() {
+            self.feed(from, &held, ts);
+        }
+    }
+
+    fn feed(&mut self, from: Peer, data: &[u8], ts: u64) {
         self.sh.seen[from.idx()] = true;
         let d = from.idx();
         if self.finished || self.ended[d] || data.is_empty() {
@@ -883,6 +934,7 @@ impl Conversation {
 
     /// `len` bytes of the `from` direction are lost and will never come.
     pub fn on_gap(&mut self, from: Peer, len: u64, ts: u64) {
+        self.flush_preamble(from, ts);
         self.sh.seen[from.idx()] = true;
         if self.finished || self.ended[from.idx()] || len == 0 {
             return;
@@ -903,6 +955,7 @@ impl Conversation {
     }
 
     fn end_dir(&mut self, from: Peer, ts: u64) {
+        self.flush_preamble(from, ts);
         let d = from.idx();
         if self.finished || self.ended[d] {
             return;
@@ -957,7 +1010,8 @@ impl Conversation {
             })
             .sum();
         let queued: usize = self.sh.queue.iter().map(Entry::mem).sum();
-        dirs + queued + self.sh.out_mem
+        let held: usize = self.preamble.iter().flatten().map(Vec::len).sum();
+        dirs + queued + held + self.sh.out_mem
     }
 
     /// Applies role decisions and stops after a direction was fed.

@@ -40,10 +40,12 @@
 mod chunked;
 mod conv;
 mod head;
+mod proxy;
 #[cfg(test)]
 mod tests;
 
 pub use conv::Conversation;
+pub use proxy::ProxyHeader;
 
 /// Limits of one conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +155,8 @@ pub struct Transaction {
     pub request: Request,
     /// The response, if one was paired with the request.
     pub response: Option<Response>,
+    /// The real client and listener from a PROXY protocol header at the start of the connection.
+    pub proxy: Option<ProxyHeader>,
 }
 
 /// What kind of non-HTTP traffic was recognised.
@@ -194,6 +198,8 @@ pub enum Anomaly {
     ResponseIncomplete,
     /// A response came while no request was waiting for one; it was dropped.
     UnexpectedResponse,
+    /// A stream started like a PROXY protocol header but was not a valid one; it is parsed as HTTP.
+    ProxyMalformed,
 }
 
 impl Anomaly {
@@ -213,6 +219,7 @@ impl Anomaly {
             Anomaly::RequestIncomplete => "request_incomplete",
             Anomaly::ResponseIncomplete => "response_incomplete",
             Anomaly::UnexpectedResponse => "unexpected_response",
+            Anomaly::ProxyMalformed => "proxy_malformed",
         }
     }
 }

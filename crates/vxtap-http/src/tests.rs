@@ -1140,3 +1140,45 @@ fn resync_tries_each_new_segment_after_a_body_of_unknown_length() {
     assert_eq!(t.len(), 1, "{out:?}");
     assert_eq!(t[0].request.target, b"/after");
 }
+
+#[test]
+fn proxy_protocol_v1_is_stripped_and_reported_even_byte_by_byte() {
+    let stream = b"PROXY TCP4 198.51.100.7 10.0.0.1 40000 80\r\nGET /p HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    for b in stream.chunks(1) {
+        c.on_data(A, b, 1);
+    }
+    c.finish(2);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].request.target, b"/p");
+    let proxy = t[0].proxy.expect("proxy header kept");
+    assert_eq!(proxy.source, "198.51.100.7:40000".parse().unwrap());
+    assert_eq!(c.buffered_bytes(), 0);
+}
+
+#[test]
+fn proxy_protocol_v2_before_a_request_without_hint() {
+    let mut stream = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    stream.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 9, 10, 0, 0, 1, 0x9c, 0x40, 0, 80]);
+    stream.extend_from_slice(b"POST /v2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
+    let mut c = new(None);
+    c.on_data(A, &stream, 1);
+    c.finish(2);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].request.body, b"ok");
+    assert_eq!(t[0].proxy.map(|p| p.source), Some("203.0.113.9:40000".parse().unwrap()));
+}
+
+#[test]
+fn a_short_first_segment_that_is_not_proxy_is_parsed_normally() {
+    let out = run_chunked(b"PUT /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nz", b"HTTP/1.1 200 OK\r\n\r\n", 2);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].request.method, b"PUT");
+    assert!(t[0].proxy.is_none());
+}

@@ -262,7 +262,9 @@ impl ReassemblyStats {
 /// One worker's flow table: owns its flows outright, no locks.
 pub struct FlowTable<H> {
     cfg: ReassemblyConfig,
-    flows: HashMap<FlowKey, Flow<H>>,
+    /// Flows are boxed: a flow with its HTTP state is large, and the map's spare capacity should
+    /// cost pointers, not whole flows.
+    flows: HashMap<FlowKey, Box<Flow<H>>>,
     /// (deadline, key): lazily maintained; an entry whose flow moved on is re-queued when popped.
     timers: BinaryHeap<Reverse<(u64, FlowKey)>>,
     memory: usize,
@@ -270,10 +272,12 @@ pub struct FlowTable<H> {
     now: u64,
 }
 
-/// Memory charged per flow for its table entry, streams and handler, beyond buffered bytes.
-pub const FLOW_OVERHEAD: usize = 512;
-
 impl<H: StreamHandler> FlowTable<H> {
+    /// Memory charged per flow beyond its buffered bytes: the boxed flow with its handler, its table
+    /// slot, a timer entry and allocator overhead.
+    pub const FLOW_OVERHEAD: usize =
+        std::mem::size_of::<Flow<H>>() + 3 * std::mem::size_of::<(FlowKey, u64)>() + 64;
+
     /// An empty table.
     pub fn new(cfg: ReassemblyConfig) -> Self {
         FlowTable {
@@ -308,8 +312,8 @@ impl<H: StreamHandler> FlowTable<H> {
                 self.evict_oldest(None, sink);
             }
             let info = new_flow_info(key, &seg.header, ts);
-            let flow = Flow::new(forward, make(&info));
-            self.memory += FLOW_OVERHEAD;
+            let flow = Box::new(Flow::new(forward, make(&info)));
+            self.memory += Self::FLOW_OVERHEAD;
             self.stats.flows += 1;
             self.timers.push(Reverse((ts + self.cfg.idle_timeout_us, key)));
             self.flows.insert(key, flow);
@@ -388,7 +392,7 @@ impl<H: StreamHandler> FlowTable<H> {
         let Some(mut flow) = self.flows.remove(key) else { return };
         let memory = flow.memory();
         flow.close(self.now, reason, &mut self.stats, sink);
-        self.memory = self.memory.saturating_sub(memory + FLOW_OVERHEAD);
+        self.memory = self.memory.saturating_sub(memory + Self::FLOW_OVERHEAD);
         let counter = match reason {
             CloseReason::Fin => &mut self.stats.closed_fin,
             CloseReason::Rst => &mut self.stats.closed_rst,

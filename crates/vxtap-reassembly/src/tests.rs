@@ -234,7 +234,10 @@ fn idle_flows_expire_and_vnis_never_mix() {
 
 #[test]
 fn memcap_evicts_least_recent_flows() {
-    let cfg = ReassemblyConfig { memcap: 10 * FLOW_OVERHEAD + 4000, ..ReassemblyConfig::default() };
+    let cfg = ReassemblyConfig {
+        memcap: 10 * FlowTable::<Recorder>::FLOW_OVERHEAD + 4000,
+        ..ReassemblyConfig::default()
+    };
     let mut t = FlowTable::new(cfg);
     let mut s = Vec::new();
     for i in 0..50u16 {
@@ -242,7 +245,11 @@ fn memcap_evicts_least_recent_flows() {
         // Data after a hole stays buffered: 1000 bytes per flow.
         feed(&mut t, &mut s, header(&client, SERVER, 0, TcpFlags::SYN), b"", u64::from(i));
         feed(&mut t, &mut s, header(&client, SERVER, 100, ack()), &[b'x'; 1000], u64::from(i));
-        assert!(t.memory() <= 10 * FLOW_OVERHEAD + 4000, "memory {} over cap", t.memory());
+        assert!(
+            t.memory() <= 10 * FlowTable::<Recorder>::FLOW_OVERHEAD + 4000,
+            "memory {} over cap",
+            t.memory()
+        );
     }
     assert!(t.stats().evicted >= 40);
     assert!(t.len() <= 10);
@@ -344,8 +351,10 @@ proptest! {
 
 #[test]
 fn a_single_flow_over_the_memcap_is_cut_too() {
-    let mut t =
-        FlowTable::new(ReassemblyConfig { memcap: FLOW_OVERHEAD + 1000, ..ReassemblyConfig::default() });
+    let mut t = FlowTable::new(ReassemblyConfig {
+        memcap: FlowTable::<Recorder>::FLOW_OVERHEAD + 1000,
+        ..ReassemblyConfig::default()
+    });
     let mut s = Vec::new();
     feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
     feed(&mut t, &mut s, header(CLIENT, SERVER, 10, ack()), &[b'x'; 2000], 2);

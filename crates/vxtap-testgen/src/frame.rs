@@ -247,3 +247,26 @@ fn checksum(bytes: &[u8], initial: u32) -> u16 {
     }
     !(sum as u16)
 }
+
+/// Splits an Ethernet/IPv4 frame into IP fragments carrying at most `size` payload bytes each (`size` a
+/// multiple of 8), as a router on a path with a small MTU does.
+pub fn fragment_ipv4(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let (eth, ip_header, payload) = (&frame[..14], &frame[14..14 + ihl], &frame[14 + ihl..]);
+    payload
+        .chunks(size)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut h = ip_header.to_vec();
+            let total = (ihl + chunk.len()) as u16;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            let more = if (i + 1) * size < payload.len() { 0x2000 } else { 0 };
+            let word = more | ((i * size / 8) as u16);
+            h[6..8].copy_from_slice(&word.to_be_bytes());
+            h[10..12].copy_from_slice(&[0, 0]);
+            let sum = checksum(&h, 0);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            [eth, &h, chunk].concat()
+        })
+        .collect()
+}

@@ -113,3 +113,76 @@ fn committed_sample_matches_committed_events() {
     let got = String::from_utf8(out.stdout).unwrap();
     assert_eq!(got, expected, "regenerate with scripts/regen-testdata.sh after an intended change");
 }
+
+#[test]
+fn outer_ip_fragments_are_reassembled() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("frag.pcap");
+    let mut mix = generate_mix(&MixParams { seed: 12, connections: 60, ..MixParams::default() });
+    // A mirror path with a 1280-byte MTU: every large VXLAN datagram arrives in fragments, the last
+    // fragment first.
+    mix.frames = std::mem::take(&mut mix.frames)
+        .into_iter()
+        .flat_map(|(ts, frame)| {
+            let mut parts = if frame.len() > 1294 {
+                vxtap_testgen::frame::fragment_ipv4(&frame, 1256)
+            } else {
+                vec![frame]
+            };
+            parts.reverse();
+            parts.into_iter().map(move |f| (ts, f))
+        })
+        .collect();
+    write_pcap(&mix, &pcap);
+    let out = vxtap(&["pcap", pcap.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_all_exact(&score(&mix.expected, &events(&out)));
+    let summary = summary(&out);
+    assert!(summary["outer_fragments"]["reassembled"].as_u64().unwrap() > 100, "{summary}");
+    assert_eq!(summary["outer_fragments"]["failed"].as_u64(), Some(0));
+}
+
+/// Intact requests: at least 99.5% exact; no phantoms; every emitted damaged request flagged.
+fn assert_recovers(s: &common::Score) {
+    assert!(s.intact > 1000, "{s:?}");
+    assert!(s.exact * 1000 >= s.intact * 995, "recall under 99.5%: {s:?}");
+    assert_eq!((s.extra, s.damaged_unflagged, s.inexact), (0, 0, 0), "{s:?}");
+}
+
+fn impaired(seed: u64, loss: f64, duplication: f64, reorder: f64, truncate_to: Option<usize>) -> MixParams {
+    MixParams {
+        seed,
+        connections: 1500,
+        ipv6_fraction: 0.5,
+        impairments: vxtap_testgen::mix::Impairments { loss, duplication, reorder, truncate_to },
+        ..MixParams::default()
+    }
+}
+
+#[test]
+fn loss_duplication_and_reordering() {
+    let (s, summary) = run_mix(impaired(31, 0.01, 0.03, 0.08, None), &["--workers", "2"]);
+    assert_recovers(&s);
+    assert!(summary["gaps"].as_u64().unwrap() > 0, "the mix did lose bytes: {summary}");
+    eprintln!("loss 1% dup 3% reorder 8%: {s:?}");
+}
+
+#[test]
+fn mirror_packet_length_truncation() {
+    // A mirror session's packet length of 1200 cuts every full-size segment: requests that fit in
+    // smaller segments stay exact, the others are flagged.
+    let (s, summary) = run_mix(impaired(32, 0.0, 0.0, 0.0, Some(1200)), &["--workers", "2"]);
+    assert_recovers(&s);
+    assert!(s.damaged_flagged > 0, "{s:?}");
+    assert!(summary["gap_bytes"].as_u64().unwrap() > 0);
+    eprintln!("truncate 1200: {s:?}");
+}
+
+#[test]
+fn one_direction_with_loss_and_reordering() {
+    let mut params = impaired(33, 0.01, 0.02, 0.08, None);
+    params.client_only = true;
+    let (s, _) = run_mix(params, &["--workers", "1"]);
+    assert_recovers(&s);
+    eprintln!("client only, impaired: {s:?}");
+}
