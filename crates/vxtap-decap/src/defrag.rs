@@ -120,8 +120,8 @@ impl Defragmenter {
         if !header.more_fragments() {
             p.total = Some(offset + payload.len());
         }
-        if !p.parts.contains_key(&offset) {
-            p.parts.insert(offset, payload.to_vec());
+        if let std::collections::btree_map::Entry::Vacant(slot) = p.parts.entry(offset) {
+            slot.insert(payload.to_vec());
             p.bytes += payload.len();
             self.bytes += payload.len();
         }

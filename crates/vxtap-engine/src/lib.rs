@@ -8,9 +8,9 @@
 //!
 //! ```
 //! use vxtap_decap::LinkType;
-//! use vxtap_engine::{Engine, EngineConfig};
+//! use vxtap_engine::{Engine, EngineConfig, EventOutput};
 //!
-//! let events = Box::new(std::io::sink());
+//! let events = EventOutput::Writer(Box::new(std::io::sink()));
 //! let engine = Engine::start(EngineConfig::default(), events).unwrap();
 //! let mut input = engine.dispatcher();
 //! input.frame(LinkType::Ethernet, &[0u8; 10], 0); // counted as a decap error
@@ -25,14 +25,16 @@ mod json;
 mod metrics;
 mod worker;
 
+use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use vxtap_decap::{
     DecapConfig, DecapError, Decoded, DefragConfig, Defragmenter, LinkType, Segment, SegmentHeader,
     SkipReason, decode_frame, decode_udp_payload,
@@ -70,8 +72,9 @@ pub struct EngineConfig {
     pub ports: Vec<u16>,
     /// Behaviour when a worker queue is full.
     pub overload: Overload,
-    /// Batches each worker queue holds.
-    pub queue_batches: usize,
+    /// Bytes of segments each worker queue may hold (default 16 MiB). Past it, live input drops and
+    /// counts; file input waits.
+    pub queue_bytes: usize,
     /// Advance flow timers from the wall clock even when no packet arrives (live input).
     pub wall_clock: bool,
 }
@@ -86,7 +89,7 @@ impl Default for EngineConfig {
             detect: true,
             ports: Vec::new(),
             overload: Overload::Block,
-            queue_batches: 64,
+            queue_bytes: 16 << 20,
             wall_clock: false,
         }
     }
@@ -100,6 +103,14 @@ pub enum EngineError {
     Spawn {
         /// Thread name.
         name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The events file cannot be opened.
+    #[error("cannot open events file {}: {source}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
         /// The OS error.
         source: io::Error,
     },
@@ -126,6 +137,13 @@ struct Batch {
     data: Vec<u8>,
 }
 
+impl Batch {
+    /// Bytes the batch holds, counted against its worker's queue limit.
+    fn cost(&self) -> usize {
+        self.data.len() + self.items.len() * std::mem::size_of::<BatchItem>()
+    }
+}
+
 struct BatchItem {
     header: SegmentHeader,
     start: usize,
@@ -140,6 +158,8 @@ const BATCH_BYTES: usize = 256 << 10;
 pub struct Engine {
     cfg: Arc<EngineConfig>,
     senders: Vec<Sender<Work>>,
+    /// Bytes waiting in each worker's queue.
+    queued: Arc<[AtomicUsize]>,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<io::Result<()>>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -147,10 +167,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the workers and the event writer (events go to `events`, one JSON object a line).
-    pub fn start(mut cfg: EngineConfig, events: Box<dyn Write + Send>) -> Result<Engine, EngineError> {
+    /// Starts the workers and the event writer (events go to `events`, one JSON object a line). A file
+    /// that cannot be opened is an error here, before any thread starts.
+    pub fn start(mut cfg: EngineConfig, events: EventOutput) -> Result<Engine, EngineError> {
         cfg.workers = cfg.workers.max(1);
         cfg.reassembly.memcap /= cfg.workers;
+        if let EventOutput::File { path, .. } = &events {
+            events.open().map_err(|source| EngineError::Open { path: path.clone(), source })?;
+        }
         let cfg = Arc::new(cfg);
         let metrics = Arc::new(Metrics::new(cfg.workers));
         let (event_tx, event_rx) = bounded::<Vec<u8>>(cfg.workers * 64);
@@ -160,14 +184,17 @@ impl Engine {
         })?;
         let mut senders = Vec::new();
         let mut workers = Vec::new();
+        let queued: Arc<[AtomicUsize]> = (0..cfg.workers).map(|_| AtomicUsize::new(0)).collect();
         for index in 0..cfg.workers {
-            let (tx, rx) = bounded(cfg.queue_batches.max(1));
-            let ctx = worker::Worker::new(index, cfg.clone(), metrics.clone(), event_tx.clone());
+            // Batches are flushed at least every receive batch; 16 KiB is a small one.
+            let (tx, rx) = bounded((cfg.queue_bytes / (16 << 10)).max(16));
+            let ctx =
+                worker::Worker::new(index, cfg.clone(), metrics.clone(), event_tx.clone(), queued.clone());
             workers.push(spawn(&format!("vxtap-worker-{index}"), move || ctx.run(rx))?);
             senders.push(tx);
         }
         let ticker = if cfg.wall_clock { Some(start_ticker(senders.clone())?) } else { None };
-        Ok(Engine { cfg, senders, workers, writer, ticker, metrics })
+        Ok(Engine { cfg, senders, queued, workers, writer, ticker, metrics })
     }
 
     /// A new input handle; each input thread owns one.
@@ -175,6 +202,7 @@ impl Engine {
         Dispatcher {
             cfg: self.cfg.clone(),
             senders: self.senders.clone(),
+            queued: self.queued.clone(),
             pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
             defrag: Defragmenter::new(DefragConfig::default()),
             metrics: self.metrics.clone(),
@@ -238,20 +266,67 @@ fn start_ticker(senders: Vec<Sender<Work>>) -> Result<(Arc<AtomicBool>, JoinHand
     Ok((stop, handle))
 }
 
-fn write_events_loop(
-    rx: Receiver<Vec<u8>>,
-    events: Box<dyn Write + Send>,
-    metrics: &Metrics,
-) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 20, events);
-    for chunk in rx.iter() {
-        out.write_all(&chunk)?;
-        metrics.event_bytes.fetch_add(chunk.len() as u64, Relaxed);
-        if rx.is_empty() {
-            out.flush()?;
+/// Where events are written.
+pub enum EventOutput {
+    /// Any writer: stdout, a pipe, a test buffer.
+    Writer(Box<dyn Write + Send>),
+    /// A file opened for appending, reopened (created anew if it was moved away) whenever `reopen`
+    /// is set: SIGHUP after logrotate.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Set by the caller; the writer clears it once the file is reopened.
+        reopen: Arc<AtomicBool>,
+    },
+}
+
+impl EventOutput {
+    /// Opens the writer (the file, for [`EventOutput::File`]).
+    fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+        match self {
+            EventOutput::Writer(_) => Err(io::Error::other("a writer is opened once")),
+            EventOutput::File { path, .. } => {
+                let file = OpenOptions::new().create(true).append(true).open(path)?;
+                Ok(Box::new(file))
+            }
         }
     }
-    out.flush()
+}
+
+/// How long the writer waits for events before it checks for a reopen request.
+const WRITER_POLL: Duration = Duration::from_millis(200);
+
+fn write_events_loop(rx: Receiver<Vec<u8>>, output: EventOutput, metrics: &Metrics) -> io::Result<()> {
+    let (first, reopen) = match output {
+        EventOutput::Writer(w) => (w, None),
+        ref file @ EventOutput::File { ref reopen, .. } => (file.open()?, Some((file, reopen.clone()))),
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, first);
+    loop {
+        match rx.recv_timeout(WRITER_POLL) {
+            Ok(chunk) => {
+                out.write_all(&chunk)?;
+                metrics.event_bytes.fetch_add(chunk.len() as u64, Relaxed);
+                if rx.is_empty() {
+                    out.flush()?;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return out.flush(),
+        }
+        if let Some((file, flag)) = &reopen {
+            if flag.swap(false, Relaxed) {
+                out.flush()?;
+                match file.open() {
+                    Ok(fresh) => out = BufWriter::with_capacity(1 << 20, fresh),
+                    // Keep writing to the old file rather than lose events; the metric shows it.
+                    Err(_) => {
+                        metrics.event_reopen_failures.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// An input thread's handle into the pipeline: decodes frames and routes segments to workers.
@@ -259,6 +334,7 @@ fn write_events_loop(
 pub struct Dispatcher {
     cfg: Arc<EngineConfig>,
     senders: Vec<Sender<Work>>,
+    queued: Arc<[AtomicUsize]>,
     pending: Vec<Batch>,
     defrag: Defragmenter,
     metrics: Arc<Metrics>,
@@ -315,7 +391,17 @@ impl Dispatcher {
 
     fn send(&mut self, shard: usize) {
         let batch = std::mem::take(&mut self.pending[shard]);
-        let count = batch.items.len() as u64;
+        let (count, bytes) = (batch.items.len() as u64, batch.cost());
+        let queued = &self.queued[shard];
+        if self.cfg.overload == Overload::Block {
+            while queued.load(Relaxed) + bytes > self.cfg.queue_bytes && queued.load(Relaxed) > 0 {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        } else if queued.load(Relaxed) + bytes > self.cfg.queue_bytes {
+            self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
+            return;
+        }
+        queued.fetch_add(bytes, Relaxed);
         self.metrics.shard_queue_depth.fetch_add(count, Relaxed);
         let sent = match self.cfg.overload {
             Overload::Block => self.senders[shard].send(Work::Batch(batch)).is_ok(),
@@ -329,6 +415,7 @@ impl Dispatcher {
             },
         };
         if !sent {
+            queued.fetch_sub(bytes, Relaxed);
             self.metrics.shard_queue_depth.fetch_sub(count, Relaxed);
         }
     }

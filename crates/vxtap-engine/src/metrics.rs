@@ -33,6 +33,8 @@ pub struct Metrics {
     pub alerts: AtomicU64,
     /// Event bytes written.
     pub event_bytes: AtomicU64,
+    /// Reopen requests (SIGHUP) whose file could not be opened; events went on to the old file.
+    pub event_reopen_failures: AtomicU64,
     /// Outer IP datagrams rebuilt from fragments.
     pub defrag_reassembled: AtomicU64,
     /// Outer IP datagrams whose fragments never all came (timeout, limits) or were inconsistent.
@@ -181,6 +183,11 @@ impl Metrics {
         );
         counter("port_filtered_total", "Segments outside --ports.", self.port_filtered.load(Relaxed));
         counter("event_bytes_total", "Event bytes written.", self.event_bytes.load(Relaxed));
+        counter(
+            "event_reopen_failures_total",
+            "Events file reopens that failed.",
+            self.event_reopen_failures.load(Relaxed),
+        );
         counter(
             "defrag_reassembled_total",
             "Outer IP datagrams rebuilt from fragments.",

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 use vxtap_decap::{Decoded, DefragConfig, Defragmenter, LinkType, Segment, SkipReason, decode_frame};
@@ -21,6 +21,8 @@ pub(crate) struct Worker {
     cfg: Arc<EngineConfig>,
     metrics: Arc<Metrics>,
     events: Sender<Vec<u8>>,
+    /// Bytes waiting in each worker's queue (shared with the dispatchers).
+    queued: Arc<[AtomicUsize]>,
 }
 
 impl Worker {
@@ -29,8 +31,9 @@ impl Worker {
         cfg: Arc<EngineConfig>,
         metrics: Arc<Metrics>,
         events: Sender<Vec<u8>>,
+        queued: Arc<[AtomicUsize]>,
     ) -> Self {
-        Worker { index, cfg, metrics, events }
+        Worker { index, cfg, metrics, events, queued }
     }
 
     pub(crate) fn run(self, rx: Receiver<Work>) {
@@ -40,6 +43,7 @@ impl Worker {
             match work {
                 Work::Batch(batch) => {
                     self.metrics.shard_queue_depth.fetch_sub(batch.items.len() as u64, Relaxed);
+                    self.queued[self.index].fetch_sub(batch.cost(), Relaxed);
                     for item in &batch.items {
                         let payload = &batch.data[item.start..item.start + item.len];
                         pipeline.segment(&Segment { header: item.header, payload }, item.ts);

@@ -72,9 +72,23 @@ pub struct CommonArgs {
     /// UDP port of GENEVE [default: 6081]
     #[arg(long, value_name = "PORT")]
     pub geneve_port: Option<u16>,
+    /// Log lines on stderr as human-readable text or JSON [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// TOML configuration file (keys documented in configs/vxtap.toml); flags override it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per event.
+    Json,
 }
 
 /// Options of `listen`.
@@ -112,6 +126,7 @@ struct FileConfig {
     idle_timeout: Option<u64>,
     vxlan_port: Option<u16>,
     geneve_port: Option<u16>,
+    log_format: Option<LogFormat>,
     listen: Option<ListenFile>,
 }
 
@@ -179,6 +194,7 @@ pub struct Settings {
     pub health: SocketAddr,
     pub drain_timeout_secs: u64,
     pub receivers: usize,
+    pub log_format: LogFormat,
 }
 
 fn load_file(path: &Path) -> Result<FileConfig> {
@@ -239,6 +255,7 @@ pub fn resolve(common: &CommonArgs, listen: Option<&ListenArgs>, live: bool) -> 
         health: la.health.or(lf.health).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9445))),
         drain_timeout_secs: la.drain_timeout.or(lf.drain_timeout).unwrap_or(30),
         receivers: la.receivers.or(lf.receivers).unwrap_or(1).max(1),
+        log_format: common.log_format.or(file.log_format).unwrap_or_default(),
     })
 }
 
