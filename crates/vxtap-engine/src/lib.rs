@@ -25,6 +25,7 @@ mod json;
 mod metrics;
 mod worker;
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
@@ -205,6 +206,7 @@ impl Engine {
             queued: self.queued.clone(),
             pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
             defrag: Defragmenter::new(DefragConfig::default()),
+            per_vni: HashMap::new(),
             metrics: self.metrics.clone(),
         }
     }
@@ -337,6 +339,8 @@ pub struct Dispatcher {
     queued: Arc<[AtomicUsize]>,
     pending: Vec<Batch>,
     defrag: Defragmenter,
+    /// Segments per tunnel VNI since the last flush.
+    per_vni: HashMap<u32, u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -370,6 +374,9 @@ impl Dispatcher {
     fn route(&mut self, decoded: Result<Decoded<'_>, DecapError>, ts: u64) {
         let Some(segment) = accept(decoded, &self.cfg, &self.metrics) else { return };
         let h = &segment.header;
+        if let Some(tunnel) = h.tunnel {
+            *self.per_vni.entry(tunnel.vni).or_default() += 1;
+        }
         let shard = (FlowKey::of(h).0.shard_hash() % self.senders.len() as u64) as usize;
         let batch = &mut self.pending[shard];
         let start = batch.data.len();
@@ -382,6 +389,7 @@ impl Dispatcher {
 
     /// Sends every partly filled batch; call when the input pauses (end of a receive batch).
     pub fn flush(&mut self) {
+        self.metrics.add_vni_segments(&mut self.per_vni);
         for shard in 0..self.pending.len() {
             if !self.pending[shard].items.is_empty() {
                 self.send(shard);

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub defrag_reassembled: AtomicU64,
     /// Outer IP datagrams whose fragments never all came (timeout, limits) or were inconsistent.
     pub defrag_failed: AtomicU64,
+    /// Segments by tunnel VNI.
+    vni_segments: Mutex<BTreeMap<u32, u64>>,
     /// Conditions the HTTP parser reported (lost heads, non-HTTP flows, upgrades), by kind.
     http_anomalies: Mutex<BTreeMap<&'static str, u64>>,
     /// Each worker's reassembly counters, published after every batch.
@@ -70,6 +72,17 @@ impl Metrics {
         self.defrag_reassembled.fetch_add(after.reassembled - before.reassembled, Relaxed);
         let failed = |s: &DefragStats| s.dropped + s.invalid;
         self.defrag_failed.fetch_add(failed(after) - failed(before), Relaxed);
+    }
+
+    /// Adds a dispatcher's per-VNI segment counts (and clears them).
+    pub(crate) fn add_vni_segments(&self, counts: &mut std::collections::HashMap<u32, u64>) {
+        if counts.is_empty() {
+            return;
+        }
+        let mut total = self.vni_segments.lock().unwrap_or_else(|e| e.into_inner());
+        for (vni, n) in counts.drain() {
+            *total.entry(vni).or_default() += n;
+        }
     }
 
     /// Adds a worker's HTTP anomaly counts.
@@ -207,6 +220,11 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE vxtap_skipped_total counter");
         for (kind, n) in self.skips() {
             let _ = writeln!(out, "vxtap_skipped_total{{reason=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP vxtap_vni_segments_total TCP segments by tunnel VNI.");
+        let _ = writeln!(out, "# TYPE vxtap_vni_segments_total counter");
+        for (vni, n) in self.vni_segments.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "vxtap_vni_segments_total{{vni=\"{vni}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP vxtap_http_anomalies_total HTTP parser conditions, by kind.");
         let _ = writeln!(out, "# TYPE vxtap_http_anomalies_total counter");

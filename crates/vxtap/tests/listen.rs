@@ -80,6 +80,7 @@ fn listen_receives_reopens_on_sighup_and_drains_on_sigterm() {
     wait_for("reopened file", || events.exists());
     send(&mix.frames[half..]);
     wait_for("all packets", || metric(health, "vxtap_packets_total") == mix.frames.len() as u64);
+    wait_for("per-VNI counter", || metric(health, "vxtap_vni_segments_total{vni=\"12345\"}") > 0);
 
     signal(&child, libc::SIGTERM);
     let status = child.wait().unwrap();
