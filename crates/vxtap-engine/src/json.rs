@@ -99,25 +99,53 @@ impl<'a> Json<'a> {
     }
 }
 
+/// Bytes that JSON strings carry as they are: printable ASCII except `"` and `\`.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        table[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    table
+};
+
 /// Writes `bytes` as a JSON string: valid UTF-8 as is (escaped as JSON requires), every byte of an
-/// invalid sequence as `\u00XX`.
+/// invalid sequence as `\u00XX`. Runs of plain ASCII are copied whole.
 pub(crate) fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    for chunk in bytes.utf8_chunks() {
-        for &b in chunk.valid().as_bytes() {
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0..=0x1f | 0x7f => escape_byte(out, b),
-                _ => out.push(b),
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && PLAIN[usize::from(bytes[i])] {
+            i += 1;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        let Some(&b) = bytes.get(i) else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x80.. => {
+                let len = match b {
+                    0xc2..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    0xf0..=0xf4 => 4,
+                    _ => 0,
+                };
+                let sequence = bytes.get(i..i + len).filter(|s| len > 0 && std::str::from_utf8(s).is_ok());
+                if let Some(sequence) = sequence {
+                    out.extend_from_slice(sequence);
+                    i += len;
+                    continue;
+                }
+                escape_byte(out, b);
             }
+            _ => escape_byte(out, b),
         }
-        for &b in chunk.invalid() {
-            escape_byte(out, b);
-        }
+        i += 1;
     }
     out.push(b'"');
 }
@@ -167,6 +195,44 @@ mod tests {
         let mut out = Vec::new();
         write_string(&mut out, b"a\"b\\c\n\x01\xff\xc3\xa9/\xe2\x82");
         assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001\u00ffé/\u00e2\u0082""#);
+    }
+
+    /// The reference: valid UTF-8 runs as they are, invalid bytes escaped one by one.
+    fn reference(bytes: &[u8]) -> String {
+        let mut s = String::new();
+        for chunk in bytes.utf8_chunks() {
+            s.push_str(chunk.valid());
+            s.extend(chunk.invalid().iter().map(|&b| char::from(b)));
+        }
+        s
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_round_trip_to_the_reference(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut out = Vec::new();
+            write_string(&mut out, &bytes);
+            let parsed: String = serde_json::from_slice(&out).unwrap();
+            proptest::prop_assert_eq!(parsed, reference(&bytes));
+        }
+    }
+
+    #[test]
+    fn strings_match_the_per_chunk_definition_for_any_bytes() {
+        let samples: [&[u8]; 6] = [
+            b"plain ascii",
+            b"\xf0\x9f\x98\x80 emoji \xed\xa0\x80 surrogate \xc0\xaf overlong",
+            b"\xe2\x82",
+            b"\xf4\x90\x80\x80 above U+10FFFF",
+            b"ctl \x00\x1f\x7f \"q\" \\",
+            b"\xc3",
+        ];
+        for bytes in samples {
+            let mut out = Vec::new();
+            write_string(&mut out, bytes);
+            let parsed: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(parsed, reference(bytes), "{bytes:?}");
+        }
     }
 
     #[test]

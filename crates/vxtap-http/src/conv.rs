@@ -393,7 +393,9 @@ impl ReqDir {
                 _ => {}
             }
         }
-        if self.head.method_check(mode == Mode::Resync) == Prefix::Bad {
+        // While resynchronising, a request line may end a line that starts with body bytes: only a
+        // whole line can be judged.
+        if mode != Mode::Resync && self.head.method_check() == Prefix::Bad {
             return Verdict::Garbage;
         }
         if !complete {
@@ -404,7 +406,7 @@ impl ReqDir {
             return Verdict::Http2;
         }
         let ok = if mode == Mode::Resync {
-            head::is_strict_request_line(line) && head::resync_start(line).is_some()
+            head::resync_start(line).is_some()
         } else {
             head::parse_request_line(line).is_some()
         };

@@ -7,7 +7,6 @@ use crate::Header;
 /// Head buffers above this capacity are released instead of reused once a head is done.
 pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
 /// In strict (resync) mode a method longer than this is not believed.
-const MAX_STRICT_METHOD: usize = 32;
 
 /// What [`HeadReader::feed`] stopped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +147,7 @@ impl HeadReader {
     }
 
     /// Incremental check that the start line begins with `token SP`; constant work per new byte.
-    pub(crate) fn method_check(&mut self, strict: bool) -> Prefix {
+    pub(crate) fn method_check(&mut self) -> Prefix {
         if self.method_done {
             return Prefix::Ok;
         }
@@ -162,7 +161,7 @@ impl HeadReader {
                 self.method_done = true;
                 return Prefix::Ok;
             }
-            if !is_tchar(b) || (strict && self.checked >= MAX_STRICT_METHOD) {
+            if !is_tchar(b) {
                 return Prefix::Bad;
             }
             self.checked += 1;
@@ -264,22 +263,6 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     }
 }
 
-/// Strict request line used to find a request boundary again:
-/// `token SP target SP HTTP/1.0|HTTP/1.1` (then CR LF or LF).
-pub(crate) fn is_strict_request_line(line: &[u8]) -> bool {
-    let line = strip_cr(line);
-    let Some(m_end) = line.iter().position(|&b| !is_tchar(b)) else { return false };
-    if m_end == 0 || m_end > MAX_STRICT_METHOD || line[m_end] != b' ' {
-        return false;
-    }
-    let rest = &line[m_end + 1..];
-    let Some(t_end) = rest.iter().position(|&b| b <= b' ' || b == 0x7f) else { return false };
-    if t_end == 0 || rest[t_end] != b' ' {
-        return false;
-    }
-    matches!(&rest[t_end + 1..], b"HTTP/1.1" | b"HTTP/1.0")
-}
-
 /// Methods a request found by resynchronisation may have: the IANA registry plus common extensions.
 /// Where the bytes before a lost head's end run into the next request line ("...CGET / HTTP/1.1"),
 /// only a known method tells where the request starts.
@@ -332,11 +315,25 @@ const KNOWN_METHODS: &[&[u8]] = &[
     b"PRI",
 ];
 
-/// Where the request of a resynchronisation candidate line starts: 0 when its method is known, else
-/// the offset of the longest known method that ends the method token; `None` when there is neither.
+/// Where a request line ends the line `line` (the bytes before it are the tail of a body whose length
+/// was lost): `METHOD SP target SP HTTP/1.x` with a known method, which may follow other bytes
+/// directly (`...}PUT /x HTTP/1.1`). Returns the offset of the method; `None` when there is no such
+/// request line.
 pub(crate) fn resync_start(line: &[u8]) -> Option<usize> {
-    let method = &line[..line.iter().position(|&b| b == b' ')?];
-    (0..method.len()).find(|&at| KNOWN_METHODS.contains(&&method[at..]))
+    let line = strip_cr(line);
+    let before = line.strip_suffix(b" HTTP/1.1").or_else(|| line.strip_suffix(b" HTTP/1.0"))?;
+    let space = before.iter().rposition(|&b| b == b' ')?;
+    let target = &before[space + 1..];
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let token_start = before[..space].iter().rposition(|&b| !is_tchar(b)).map_or(0, |p| p + 1);
+    if token_start > 0 && matches!(before[token_start - 1], b' ' | b'\t') {
+        // `Name: GET / HTTP/1.1`: words in a header value or prose, not a glued request line.
+        return None;
+    }
+    let token = &before[token_start..space];
+    (0..token.len()).find(|&at| KNOWN_METHODS.contains(&&token[at..])).map(|at| token_start + at)
 }
 
 /// The HTTP/2 connection preface line.
@@ -524,12 +521,15 @@ mod tests {
         assert!(parse_request_line(b"GET /\x01 HTTP/1.1").is_none());
         assert!(parse_request_line(b" GET / HTTP/1.1").is_none());
         assert!(parse_request_line(b"HTTP/1.1 200 OK").is_none());
-        assert!(is_strict_request_line(b"PURGE /x HTTP/1.1\r"));
-        assert!(is_strict_request_line(b"get /x HTTP/1.0"));
-        assert!(!is_strict_request_line(b"GET  /x HTTP/1.1"));
-        assert!(!is_strict_request_line(b"GET /x HTTP/1.2"));
-        assert!(!is_strict_request_line(b"GET /x HTTP/1.1 "));
-        assert!(!is_strict_request_line(b"x GET /x HTTP/1.1"));
+        assert_eq!(resync_start(b"PURGE /x HTTP/1.1\r"), Some(0));
+        assert_eq!(resync_start(b"{\"a\":1}PUT /x HTTP/1.0"), Some(7));
+        assert_eq!(resync_start(b"junkGET /x HTTP/1.1"), Some(4));
+        assert_eq!(resync_start(b"get /x HTTP/1.0"), None, "methods are case-sensitive");
+        assert_eq!(resync_start(b"GET  /x HTTP/1.1"), None);
+        assert_eq!(resync_start(b"GET /x HTTP/1.2"), None);
+        assert_eq!(resync_start(b"GET /x HTTP/1.1 "), None);
+        assert_eq!(resync_start(b"Referer: GET /x HTTP/1.1"), None, "a header value is not a request");
+        assert_eq!(resync_start(b"XYZZY /x HTTP/1.1"), None);
     }
 
     #[test]

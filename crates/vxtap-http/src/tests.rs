@@ -1182,3 +1182,23 @@ fn a_short_first_segment_that_is_not_proxy_is_parsed_normally() {
     assert_eq!(t[0].request.method, b"PUT");
     assert!(t[0].proxy.is_none());
 }
+
+#[test]
+fn resync_finds_a_request_line_glued_to_the_end_of_a_body() {
+    // The first head was lost, so the body's length is unknown; the next requests follow the body
+    // bytes with no line break in between, in the same segment.
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_gap(A, 1460, 1);
+    c.on_data(
+        A,
+        b"name=x\"}PUT /users/9/orders?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n{}{}PATCH /p HTTP/1.1\r\nHost: x\r\n\r\n",
+        2,
+    );
+    c.finish(3);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 2, "{out:?}");
+    assert_eq!((t[0].request.method.as_slice(), t[0].request.body.as_slice()), (&b"PUT"[..], &b"{}{}"[..]));
+    assert_eq!(t[1].request.target, b"/p");
+}

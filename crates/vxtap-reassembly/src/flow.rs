@@ -51,6 +51,9 @@ impl<H: StreamHandler> Flow<H> {
         if h.flags.contains(TcpFlags::RST) {
             return Some(CloseReason::Rst);
         }
+        if h.flags.contains(TcpFlags::ACK) {
+            self.streams[dir.other().index()].ack(h.ack);
+        }
         let stream = &mut self.streams[dir.index()];
         stream.seen = true;
         let mut seq = h.seq;

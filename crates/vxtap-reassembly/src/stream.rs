@@ -34,6 +34,8 @@ pub(crate) struct Stream {
     fin: Option<u64>,
     pub(crate) ended: bool,
     pub(crate) seen: bool,
+    /// The highest acknowledgment the other side sent for this stream.
+    acked: Option<u32>,
 }
 
 impl Stream {
@@ -43,6 +45,23 @@ impl Stream {
 
     pub(crate) fn has_hole(&self) -> bool {
         !self.ooo.is_empty()
+    }
+
+    /// Records an acknowledgment of this stream by the receiver.
+    pub(crate) fn ack(&mut self, ack: u32) {
+        match self.acked {
+            Some(prev) if (ack.wrapping_sub(prev) as i32) <= 0 => {}
+            _ => self.acked = Some(ack),
+        }
+    }
+
+    /// True when the receiver has not acknowledged past the start of the current hole: it is still
+    /// waiting for those bytes too, so the sender will retransmit them.
+    fn receiver_waits(&self) -> bool {
+        match (self.acked, self.next_seq) {
+            (Some(ack), Some(next)) => (ack.wrapping_sub(next) as i32) <= 0,
+            _ => false,
+        }
     }
 
     /// A SYN fixes the initial sequence number, unless data already flowed (a late retransmitted SYN).
@@ -103,7 +122,8 @@ impl Stream {
         }
     }
 
-    /// Declares the current hole lost if it waited longer than the reorder timeout.
+    /// Declares the current hole lost if it waited longer than the reorder timeout, unless the receiver
+    /// is still waiting for it too (then the sender's retransmission will fill it).
     pub(crate) fn expire_hole(
         &mut self,
         now: u64,
@@ -112,7 +132,7 @@ impl Stream {
         emit: &mut dyn FnMut(Piece<'_>),
     ) {
         while let Some(since) = self.hole_since {
-            if now.saturating_sub(since) < cfg.reorder_timeout_us {
+            if now.saturating_sub(since) < cfg.reorder_timeout_us || self.receiver_waits() {
                 break;
             }
             self.skip_hole(emit, stats);

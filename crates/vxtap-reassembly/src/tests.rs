@@ -363,3 +363,27 @@ fn a_single_flow_over_the_memcap_is_cut_too() {
     assert_eq!(t.memory(), 0);
     assert_eq!(s.last(), Some(&Seen::Close(CloseReason::Evicted)));
 }
+
+#[test]
+fn a_hole_the_receiver_still_waits_for_outlives_the_reorder_timeout() {
+    let cfg = ReassemblyConfig { reorder_timeout_us: 1000, ..ReassemblyConfig::default() };
+    let mut t = FlowTable::new(cfg);
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"abc", 10);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 9, ack()), b"ijk", 20);
+    // The server keeps acknowledging byte 4: it lacks the same bytes.
+    let mut dup_ack = header(SERVER, CLIENT, 50, ack());
+    dup_ack.ack = 4;
+    feed(&mut t, &mut s, dup_ack, b"", 30);
+    t.advance(5_000, &mut s);
+    assert_eq!(t.stats().gaps, 0, "the retransmission is still to come");
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 4, ack()), b"defgh", 6_000);
+    assert_eq!(data_of(&s, Dir::A), b"abcdefghijk");
+    // Once the receiver acknowledges past a hole, the mirror lost those bytes: the timeout applies.
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 20, ack()), b"zz", 7_000);
+    dup_ack.ack = 22;
+    feed(&mut t, &mut s, dup_ack, b"", 7_001);
+    t.advance(9_000, &mut s);
+    assert_eq!(t.stats().gaps, 1);
+}

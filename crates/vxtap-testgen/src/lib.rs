@@ -6,6 +6,8 @@
 //! - [`mix`]: many concurrent conversations merged in time, wrapped as a mirror session sends them,
 //!   optionally damaged (loss, duplication, reordering, truncation), with the expected requests.
 //! - [`pcap`]: a classic pcap writer (and reader) to store them.
+//! - `smol` (feature `smoltcp`): HTTP conversations between real smoltcp TCP sockets over a lossy,
+//!   reordering virtual link, captured as a mirror at the server sees them.
 //!
 //! The `vxtap-testgen` binary writes a mix to a pcap file and its expected requests to JSON lines
 //! (`vxtap-testgen mix --out mix.pcap --expected mix.jsonl --connections 1000`).
@@ -41,5 +43,7 @@ pub mod frame;
 pub mod mix;
 pub mod pcap;
 mod rng;
+#[cfg(feature = "smoltcp")]
+pub mod smol;
 #[cfg(test)]
 mod testutil;
