@@ -10,6 +10,12 @@ Subcommands (run.sh drives them; each can be used by hand):
   wait-http     poll an HTTP URL until it answers
   wait-tcp      poll a TCP address until it accepts
   udp-drops     print the UDP receive-error counters of the current network namespace
+  relay         impairment relay between the kernel VXLAN sender and vxtap (README: --impair)
+  udp-sink      bind a UDP port and discard (--iface-mode: no ICMP unreachables)
+  counters      vxtap packets_total and the namespace's UDP counters, back to back
+  settle        wait until vxtap took in every datagram and wrote every event; save /metrics
+  drain-probe   SIGTERM vxtap and poll /-/healthcheck until it has exited
+  run-report    drain and metrics checks of a run directory (run.json)
   selftest      unit tests of the checker (and the HTTP helpers) on hand-written data
 """
 
@@ -23,6 +29,7 @@ import ipaddress
 import json
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -92,6 +99,7 @@ class Conn:
         self.eof = False
         self.bytes_sent = 0
         self.bytes_recv = 0
+        self.last_resp = None  # (start, end) offsets of the last final response in the server stream
         la = self.sock.getsockname()
         ra = self.sock.getpeername()
         self.src_ip, self.src_port = norm_ip(la[0]), la[1]
@@ -127,7 +135,12 @@ class Conn:
         d, self.buf = self.buf[:n], self.buf[n:]
         return d
 
+    def rx_pos(self):
+        """Offset in the server->client stream of the next unread byte."""
+        return self.bytes_recv - len(self.buf)
+
     def read_head(self):
+        self._head_start = self.rx_pos()
         line = self._line()
         parts = line.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
@@ -180,6 +193,7 @@ class Conn:
                 except HTTPError:
                     break
             body, self.buf = self.buf, b""
+        self.last_resp = (self._head_start, self.rx_pos())
         return status, headers, body, close
 
     def read_to_close(self, limit_s=TIMEOUT):
@@ -226,6 +240,8 @@ class Request:
         self.ok = False
         self.error = None
         self.conn = None
+        self.off = None  # offset of the request's first byte in its connection's client stream
+        self.resp = None  # (start, end) of its final response in the server stream
 
     def head_bytes(self):
         out = b"%s %s %s\r\n" % (self.method.encode(), self.target, self.version.encode())
@@ -262,6 +278,13 @@ class Request:
         if self.conn is not None:
             r.update(src_ip=self.conn.src_ip, src_port=self.conn.src_port,
                      dst_ip=self.conn.dst_ip, dst_port=self.conn.dst_port)
+        # where its bytes are: [stream_off, stream_off + wire_len) of the client->server stream
+        # (offset 0 = the byte after the SYN), and its response in the server->client stream
+        r["wire_len"] = len(self.wire())
+        if self.off is not None:
+            r["stream_off"] = self.off
+        if self.resp is not None:
+            r["resp_range"] = list(self.resp)
         return r
 
 
@@ -305,6 +328,8 @@ class Recorder:
 def verify_response(req, status, body):
     """nginx's backend answers `ok m=<method> len=<content_length>`: proves nginx read the whole body."""
     req.status = status
+    if req.conn is not None:
+        req.resp = req.conn.last_resp
     if req.method == "HEAD":
         req.ok = status == 200
     elif status != 200:
@@ -361,6 +386,7 @@ class Cases:
         try:
             c = Conn(host, self.port)
             req.conn = c
+            req.off = c.bytes_sent
             if close:
                 req.headers.insert(len(req.headers) - (0 if req.framing == "none" else 1),
                                    ("Connection", "close"))
@@ -383,6 +409,7 @@ class Cases:
             c = Conn(host, self.port, nodelay=nodelay)
             for r in reqs:
                 r.conn = c
+                r.off = c.bytes_sent
                 c.send(r.wire())
                 status, _, body, close = c.read_response(r.method)
                 verify_response(r, status, body)
@@ -442,6 +469,7 @@ class Cases:
             try:
                 c = Conn(self.h4, self.port, nodelay=True)
                 r.conn = c
+                r.off = c.bytes_sent
                 c.send(r.head_bytes())
                 wire = r.body_bytes()
                 # send chunk by chunk boundaries plus an odd split inside
@@ -475,8 +503,11 @@ class Cases:
         c = None
         try:
             c = Conn(self.h4, self.port)
+            off = c.bytes_sent
             for r in reqs:
                 r.conn = c
+                r.off = off
+                off += len(r.wire())
             c.send(b"".join(r.wire() for r in reqs))  # one write
             for r in reqs:
                 status, _, body, _ = c.read_response(r.method)
@@ -511,6 +542,7 @@ class Cases:
             try:
                 c = Conn(self.h4, self.port)
                 r.conn = c
+                r.off = c.bytes_sent
                 c.send(r.head_bytes())
                 status, _, _, _ = c.read_response("POST", expect_continue=True)
                 if status != 100:
@@ -533,6 +565,7 @@ class Cases:
         try:
             c = Conn(self.h4, self.port, nodelay=True)
             r.conn = c
+            r.off = c.bytes_sent
             for byte in r.wire():
                 c.send(bytes([byte]))
                 time.sleep(0.003)
@@ -596,10 +629,12 @@ class Cases:
         try:
             c = Conn(self.h4, self.port)
             r.conn = c
+            r.off = c.bytes_sent
             r.headers.append(("Connection", "close"))
             c.send(r.wire())
             status, _, _, _ = c.read_response(r.method)
             r.status, r.ok = status, True
+            r.resp = c.last_resp
         except (OSError, HTTPError, ValueError) as e:
             r.error = "%s: %s" % (type(e).__name__, e)
         finally:
@@ -621,6 +656,7 @@ class Cases:
         try:
             c = Conn(self.h4, self.port)
             r.conn = c
+            r.off = c.bytes_sent
             c.send(r.wire())
             status, _, body, _ = c.read_response(r.method)
             verify_response(r, status, body)
@@ -675,16 +711,55 @@ class Cases:
                     self.rec.conn("noise", c)
 
 
+    def case_bulk(self, nconn=50, per=12):
+        """Volume for impaired runs (not in `all`): 50 keep-alive connections x 12 requests, GET,
+        Content-Length and chunked POSTs of 0..3000 bytes, a quarter over IPv6, 25 at a time."""
+        def worker(i):
+            reqs = []
+            for j in range(per):
+                k = (i * 7 + j) % 3
+                if k == 0:
+                    reqs.append(self.req("bulk"))
+                elif k == 1:
+                    reqs.append(self.req("bulk", "POST", body=self.rbytes((i * 131 + j * 977) % 3001),
+                                         extra_headers=[("Content-Type", "application/octet-stream")]))
+                else:
+                    body = self.rtext(1 + (i * 59 + j * 313) % 3000)
+                    cut = len(body) // 3
+                    reqs.append(self.req("bulk", "POST", body=body, framing="chunked",
+                                         chunks=[body[:cut], body[cut:]],
+                                         extra_headers=[("Content-Type", "text/plain")]))
+            self.keepalive(reqs, host=self.h6 if i % 4 == 3 else self.h4)
+
+        for start in range(0, nconn, 25):
+            ths = [threading.Thread(target=worker, args=(i,))
+                   for i in range(start, min(nconn, start + 25))]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join(TIMEOUT * 3)
+
+    def case_tail(self):
+        # the last request after a quiet spell: all its frames arrive within a millisecond or two,
+        # and its event must still be written before SIGTERM (not when the next frame comes)
+        time.sleep(0.1)
+        self.one(self.req("tail"))
+
+
 ALL_CASES = ["get", "post_sizes", "form_json", "chunked", "pipelined", "keepalive50", "expect100",
              "slow", "bigheader", "headers", "targets", "ipv6", "methods", "http10", "concurrent",
-             "noise"]
+             "noise", "tail"]
 
 
 def cmd_client(a):
     os.makedirs(a.out, exist_ok=True)
     rec = Recorder(a.out)
     cases = Cases(a.v4, a.v6, a.port, rec, a.seed)
-    names = ALL_CASES if a.cases in (None, "", "all") else a.cases.split(",")
+    names = []
+    for n in (a.cases or "all").split(","):
+        names += ALL_CASES if n == "all" else [n]
+    if "tail" in names:  # always last: it checks that the very last request comes out at once
+        names = [n for n in names if n != "tail"] + ["tail"]
     t0 = time.time()
     for name in names:
         fn = getattr(cases, "case_" + name, None)
@@ -714,6 +789,7 @@ def cmd_hold(a):
                                          extra_headers=[("Content-Type", "text/plain")])]
     for r in reqs:
         r.conn = c
+        r.off = c.bytes_sent
         try:
             c.send(r.wire())
             status, _, body, _ = c.read_response(r.method)
@@ -751,8 +827,15 @@ def load_jsonl(path, errors=None):
 
 
 def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_detail=15,
-          one_way=False):
-    """Return (ok, summary dict). Prints a table to `out`."""
+          one_way=False, intact=None, min_recall=0.995):
+    """Return (ok, summary dict). Prints a table to `out`.
+
+    Lossless (intact None): every request must come out exactly once, exact, gap false.
+    Impaired (intact = {(method, target): (request intact, response intact or None)}, from the
+    relay log): requests whose own client bytes all arrived must be exact (at least `min_recall` of
+    them); every event of a non-intact request must carry gap: true and its true request head;
+    no event may match no sent request (phantom); no request may come out twice; a status, when
+    present, must be the one the client saw."""
     problems = []  # failing lines
     warnings = []
     reqs = [r for r in sent if r.get("kind", "request") == "request"]
@@ -793,44 +876,81 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
         else:
             slot["events"].append(ev)
 
+    impaired = intact is not None
     # per-request comparison
     cases = {}
     detail = []
     for key, slot in by_key.items():
         r = slot["rec"]
         c = cases.setdefault(r["case"], dict(sent=0, found=0, exact=0, dup=0, missing=0, body=0,
-                                             addr=0, hdr=0, status=0, nostatus=0, gap=0))
+                                             addr=0, hdr=0, status=0, nostatus=0, gap=0,
+                                             intact=0, lost=0, flagged=0, unflagged=0,
+                                             badhead=0))
         c["sent"] += 1
         evs = slot["events"]
+        req_ok, resp_ok = intact.get(key, (False, None)) if impaired else (True, None)
+        tag = "" if not impaired else (" [intact]" if req_ok else " [lost bytes]")
+        if req_ok:
+            c["intact"] += 1
         if not evs:
-            c["missing"] += 1
-            detail.append("MISSING  %-11s %s %s" % (r["case"], r["method"], r["target"][:90]))
+            if req_ok:
+                c["missing"] += 1
+                detail.append("MISSING  %-11s %s %s%s" % (r["case"], r["method"], r["target"][:90],
+                                                           tag))
+            else:
+                c["lost"] += 1
             continue
         c["found"] += 1
         if len(evs) > 1:
             c["dup"] += 1
-            detail.append("DUP x%d   %-11s %s %s" % (len(evs), r["case"], r["method"],
-                                                    r["target"][:90]))
+            detail.append("DUP x%d   %-11s %s %s%s" % (len(evs), r["case"], r["method"],
+                                                      r["target"][:90], tag))
         errs = compare(r, evs[0], vni, one_way)
+        if impaired and not req_ok:
+            # its bytes did not all arrive: it may come out only flagged, with its true head
+            for ev in evs:
+                if (ev.get("http") or {}).get("gap") is True:
+                    c["flagged"] += 1
+                else:
+                    c["unflagged"] += 1
+                    detail.append("UNFLAG   %-11s %s %s: bytes were lost, event has gap %r"
+                                  % (r["case"], r["method"], r["target"][:60],
+                                     (ev.get("http") or {}).get("gap")))
+            for kind, msg in errs:
+                if kind in ("hdr", "addr"):
+                    c["badhead"] += 1
+                    detail.append("BADHEAD  %-11s %s %s: %s" % (r["case"], r["method"],
+                                                                r["target"][:60], msg))
+                elif kind == "status":
+                    c["status"] += 1
+                    detail.append("STATUS   %-11s %s %s: %s" % (r["case"], r["method"],
+                                                                r["target"][:60], msg))
+            continue
         for kind, msg in errs:
             if kind == "nostatus":
                 c["nostatus"] += 1
                 continue
             c[kind] += 1
-        hard = [(k, m) for k, m in errs if k != "nostatus" or require_status]
-        if not hard and len(evs) == 1:
+        # impaired: a missing status is expected when response bytes were lost; a wrong one never
+        hard = [(k, m) for k, m in errs if k != "nostatus" or (require_status and not impaired)]
+        if not [k for k, _ in hard if k != "status" or not impaired] and len(evs) == 1:
             c["exact"] += 1
         for kind, msg in hard:
-            detail.append("%-8s %-11s %s %s: %s" % (kind.upper(), r["case"], r["method"],
-                                                     r["target"][:60], msg))
+            detail.append("%-8s %-11s %s %s: %s%s" % (kind.upper(), r["case"], r["method"],
+                                                       r["target"][:60], msg, tag))
 
     cols = ["sent", "found", "exact", "missing", "dup", "body", "addr", "hdr", "status", "gap",
             "nostatus"]
+    if impaired:
+        cols = ["sent", "intact", "exact", "missing", "dup", "body", "hdr", "gap", "status",
+                "nostatus", "lost", "flagged", "unflagged", "badhead"]
     print("%-12s" % "case" + "".join("%9s" % x for x in cols), file=out)
-    tot = dict((k, 0) for k in cols)
+    tot = dict((k, 0) for k in cases[next(iter(cases))]) if cases else {}
+    for k in cols:
+        tot.setdefault(k, 0)
     for name in sorted(cases):
         c = cases[name]
-        for k in cols:
+        for k in c:
             tot[k] += c[k]
         print("%-12s" % name + "".join("%9d" % c[k] for k in cols), file=out)
     print("%-12s" % "TOTAL" + "".join("%9d" % tot[k] for k in cols), file=out)
@@ -840,10 +960,9 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
 
     for e in extra[:max_detail]:
         h = e.get("http") or {}
-        detail.append("EXTRA    %s %s %s  %s:%s -> %s:%s" % (e.get("event_type"), h.get("http_method"),
-                                                          str(h.get("url"))[:90], e.get("src_ip"),
-                                                          e.get("src_port"), e.get("dest_ip"),
-                                                          e.get("dest_port")))
+        detail.append("EXTRA    %s %s %s  %s:%s -> %s:%s gap=%s" % (
+            e.get("event_type"), h.get("http_method"), str(h.get("url"))[:90], e.get("src_ip"),
+            e.get("src_port"), e.get("dest_ip"), e.get("dest_port"), h.get("gap")))
     for e in noise_hits[:max_detail]:
         h = e.get("http") or {}
         detail.append("NOISE    event from a noise connection: %s %r" % (h.get("http_method"),
@@ -854,8 +973,21 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
         warnings.append("%d matched events carry no http.status (response not attached)"
                         % tot["nostatus"])
 
-    ok = (tot["sent"] == tot["exact"] and not extra and not noise_hits and not problems
-          and tot["sent"] > 0)
+    phantoms = len(extra) + len(noise_hits)
+    if impaired:
+        recall = tot["exact"] / tot["intact"] if tot["intact"] else 0.0
+        ok = (tot["intact"] > 0 and recall >= min_recall and phantoms == 0 and not problems
+              and tot["unflagged"] == 0 and tot["dup"] == 0 and tot["badhead"] == 0
+              and tot["status"] == 0)
+        print("impaired: %d sent, %d intact, %d exact (recall %.4f, need %.4f), %d phantoms, "
+              "%d unflagged, %d flagged, %d lost, %d badhead, %d wrong status, %d dup"
+              % (tot["sent"], tot["intact"], tot["exact"], recall, min_recall, phantoms,
+                 tot["unflagged"], tot["flagged"], tot["lost"], tot["badhead"], tot["status"],
+                 tot["dup"]), file=out)
+    else:
+        recall = tot["exact"] / tot["sent"] if tot["sent"] else 0.0
+        ok = (tot["sent"] == tot["exact"] and not extra and not noise_hits and not problems
+              and tot["sent"] > 0)
     for d in detail[:max_detail * 3]:
         print("  " + d, file=out)
     if len(detail) > max_detail * 3:
@@ -865,8 +997,12 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
     for w in warnings:
         print("  warning: " + w, file=out)
     print("CHECK %s" % ("PASS" if ok else "FAIL"), file=out)
+    figures = {"sent": tot["sent"], "intact": tot["intact"] if impaired else tot["sent"],
+               "exact": tot["exact"], "recall": round(recall, 5), "phantoms": phantoms,
+               "unflagged": tot["unflagged"], "flagged": tot["flagged"], "lost": tot["lost"],
+               "badhead": tot["badhead"], "dup": tot["dup"], "impaired": impaired, "ok": ok}
     return ok, {"totals": tot, "cases": cases, "extra": len(extra), "noise_hits": len(noise_hits),
-                "alerts": len(alerts), "other": other}
+                "alerts": len(alerts), "other": other, "figures": figures}
 
 
 def compare(r, ev, vni=None, one_way=False):
@@ -958,8 +1094,11 @@ def cmd_check(a):
         errs.append("no events file %s" % a.events)
     for e in errs:
         print("  PROBLEM  " + e)
+    intact = None
+    if a.relay_log:
+        intact = intactness(sent, load_jsonl(a.relay_log, errs))
     ok, summary = check(sent, events, vni=a.vni, require_status=a.require_status,
-                        one_way=a.one_way)
+                        one_way=a.one_way, intact=intact, min_recall=a.min_recall)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(summary, f, indent=1)
@@ -1072,6 +1211,610 @@ def _coverage(iv):
         else:
             out.append((s, e))
     return out
+
+
+# ---------------------------------------------------------------------------
+# impairment relay: kernel VXLAN sender -> relay (drop / duplicate / reorder / truncate) -> vxtap
+#
+# Every datagram the relay receives gets one line in relay.jsonl, written before it is acted on:
+#   {"i": index, "a": action, "n": datagram bytes, "o": bytes forwarded (after truncation),
+#    "f": [src_ip, src_port, dst_ip, dst_port], "s": tcp seq, "p": tcp payload bytes,
+#    "d": tcp payload bytes delivered (0 when dropped; the kept prefix when truncated), "F": flags}
+# ("f".."F" only for inner TCP). Actions: fwd, drop, dup (sent twice: now and after k later
+# datagrams), hold (sent after k later datagrams: reordering), each with "+trunc" when the UDP payload
+# was cut to 8 + N bytes (the VXLAN header plus N bytes of the inner frame, as an AWS mirror session's
+# packet length does). The checker turns the log into the exact byte coverage of every TCP stream.
+
+IMPAIR_KEYS = {"loss": float, "dup": float, "reorder": float, "truncate": int, "tprob": float,
+               "seed": int, "maxdelay": int}
+
+
+def parse_impair(spec):
+    """`loss=0.01,dup=0.03,reorder=0.08,truncate=N,tprob=P,seed=S,maxdelay=K` -> dict."""
+    out = {"loss": 0.0, "dup": 0.0, "reorder": 0.0, "truncate": 0, "tprob": 1.0, "seed": 1,
+           "maxdelay": 4}
+    for part in filter(None, spec.split(",")):
+        k, _, v = part.partition("=")
+        if k not in IMPAIR_KEYS or not v:
+            raise ValueError("impair: unknown or empty key %r (known: %s)"
+                             % (k, ",".join(IMPAIR_KEYS)))
+        out[k] = IMPAIR_KEYS[k](v)
+    for k in ("loss", "dup", "reorder", "tprob"):
+        if not 0 <= out[k] <= 1:
+            raise ValueError("impair: %s must be within 0..1" % k)
+    if out["loss"] + out["dup"] + out["reorder"] > 1:
+        raise ValueError("impair: loss + dup + reorder > 1")
+    if out["truncate"] < 0 or out["maxdelay"] < 1:
+        raise ValueError("impair: truncate >= 0, maxdelay >= 1")
+    return out
+
+
+def vxlan_tcp(d):
+    """Inner TCP of a VXLAN datagram (the UDP payload): (flow, seq, payload_len, flags, data_offset)
+    with flow = (src, sport, dst, dport), or None when the inner packet is not TCP."""
+    try:
+        if len(d) < 8 + 14:
+            return None
+        p = 8
+        et = struct.unpack_from("!H", d, p + 12)[0]
+        p += 14
+        while et in (0x8100, 0x88A8):
+            et = struct.unpack_from("!H", d, p + 2)[0]
+            p += 4
+        if et == 0x0800:
+            ihl = (d[p] & 15) * 4
+            tot = struct.unpack_from("!H", d, p + 2)[0]
+            if d[p + 9] != 6 or struct.unpack_from("!H", d, p + 6)[0] & 0x3FFF:
+                return None  # not TCP, or a fragment
+            src = socket.inet_ntop(socket.AF_INET, d[p + 12:p + 16])
+            dst = socket.inet_ntop(socket.AF_INET, d[p + 16:p + 20])
+            t, end = p + ihl, p + tot
+        elif et == 0x86DD:
+            plen = struct.unpack_from("!H", d, p + 4)[0]
+            if d[p + 6] != 6:
+                return None
+            src = socket.inet_ntop(socket.AF_INET6, d[p + 8:p + 24])
+            dst = socket.inet_ntop(socket.AF_INET6, d[p + 24:p + 40])
+            t, end = p + 40, p + 40 + plen
+        else:
+            return None
+        sport, dport, seq = struct.unpack_from("!HHI", d, t)
+        doff = (d[t + 12] >> 4) * 4
+        flags = d[t + 13]
+        data = t + doff
+        return (src, sport, dst, dport), seq, max(0, end - data), flags, data
+    except (IndexError, struct.error, ValueError):
+        return None
+
+
+class PcapWriter:
+    """Classic pcap, Ethernet: each forwarded datagram as Ethernet/IPv4/UDP(dst 4789)/payload, so that
+    `vxtap pcap relayed.pcap` sees exactly what the live vxtap was sent."""
+
+    def __init__(self, path, src, dst, dport):
+        self.f = open(path, "wb")
+        self.f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        self.src, self.dst, self.dport = socket.inet_aton(src), socket.inet_aton(dst), dport
+        self.ident = 0
+
+    def write(self, payload, sport):
+        self.ident = (self.ident + 1) & 0xFFFF
+        ulen = 8 + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, self.ident, 0x4000, 64, 17, 0,
+                         self.src, self.dst)
+        s = sum(struct.unpack("!10H", ip))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        ip = ip[:10] + struct.pack("!H", ~s & 0xFFFF) + ip[12:]
+        frame = (b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip
+                 + struct.pack("!HHHH", sport, self.dport, ulen, 0) + payload)
+        t = time.time()
+        self.f.write(struct.pack("<IIII", int(t), int(t % 1 * 1e6), len(frame), len(frame)) + frame)
+
+    def close(self):
+        self.f.close()
+
+
+def _big_buffers(sock):
+    for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_*BUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, 64 << 20)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 64 << 20)
+
+
+def cmd_relay(a):
+    cfg = parse_impair(a.impair)
+    rng = random.Random(cfg["seed"])
+    host, _, port = a.listen.rpartition(":")
+    thost, _, tport = a.to.rpartition(":")
+    target = (thost, int(tport))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _big_buffers(sock)
+    sock.bind((host, int(port)))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    logf = open(a.log, "w")
+    pcap = PcapWriter(a.pcap, host, thost, int(tport)) if a.pcap else None
+    held = []  # [release_at_index, payload, sport]
+    st = dict(received=0, sent=0, bytes_in=0, bytes_out=0, drop=0, dup=0, hold=0, trunc=0,
+              tcp=0, max_held=0)
+    cut = cfg["truncate"]
+
+    def send(payload, sport):
+        sock.sendto(payload, target)
+        st["sent"] += 1
+        st["bytes_out"] += len(payload)
+        if pcap:
+            pcap.write(payload, sport)
+
+    def release(upto):
+        keep = []
+        for item in held:
+            if item[0] <= upto:
+                send(item[1], item[2])
+            else:
+                keep.append(item)
+        held[:] = keep
+
+    def handle(d, sport):
+        i = st["received"]
+        st["received"] += 1
+        st["bytes_in"] += len(d)
+        tcp = vxlan_tcp(d)
+        out = d
+        action = []
+        if cut and len(d) > 8 + cut and rng.random() < cfg["tprob"]:
+            out = d[:8 + cut]
+            action.append("trunc")
+            st["trunc"] += 1
+        r = rng.random()
+        if r < cfg["loss"]:
+            act = "drop"
+        elif r < cfg["loss"] + cfg["dup"]:
+            act = "dup"
+        elif r < cfg["loss"] + cfg["dup"] + cfg["reorder"]:
+            act = "hold"
+        else:
+            act = "fwd"
+        st[act] = st.get(act, 0) + 1
+        rec = {"i": i, "a": "+".join([act] + action), "n": len(d), "o": len(out)}
+        if tcp:
+            st["tcp"] += 1
+            flow, seq, plen, flags, data = tcp
+            delivered = 0 if act == "drop" else max(0, min(plen, len(out) - data))
+            rec.update(f=list(flow), s=seq, p=plen, d=delivered, F=flags)
+        logf.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        if act == "fwd":
+            send(out, sport)
+        elif act == "dup":
+            send(out, sport)
+            held.append([i + rng.randint(0, cfg["maxdelay"]), out, sport])
+        elif act == "hold":
+            held.append([i + rng.randint(1, cfg["maxdelay"]), out, sport])
+        st["max_held"] = max(st["max_held"], len(held))
+        release(i)
+
+    log("relay: %s -> %s:%s impair %s" % (a.listen, thost, tport, json.dumps(cfg)))
+    end = time.time() + a.max_seconds
+    sock.settimeout(0.02)
+    while not stop and time.time() < end:
+        try:
+            d, src = sock.recvfrom(65535)
+        except socket.timeout:
+            release(1 << 62)  # idle: nothing held back for long
+            continue
+        except InterruptedError:
+            continue
+        handle(d, src[1])
+    # whatever is still queued, then everything held back
+    sock.setblocking(False)
+    while True:
+        try:
+            d, src = sock.recvfrom(65535)
+        except (BlockingIOError, InterruptedError):
+            break
+        handle(d, src[1])
+    release(1 << 62)
+    logf.close()
+    if pcap:
+        pcap.close()
+    st["impair"] = cfg
+    with open(a.summary, "w") as f:
+        json.dump(st, f)
+    log("relay done: %s" % json.dumps(st))
+    return 0
+
+
+def cmd_udp_sink(a):
+    """Bind a UDP port and discard what arrives (so that `--iface` runs get no ICMP unreachables)."""
+    host, _, port = a.bind.rpartition(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _big_buffers(sock)
+    sock.bind((host, int(port)))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    log("sink: bound %s" % a.bind)
+    n = nbytes = 0
+    end = time.time() + a.max_seconds
+    sock.settimeout(0.05)
+    while not stop and time.time() < end:
+        try:
+            d = sock.recv(65535)
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        n += 1
+        nbytes += len(d)
+    if a.summary:
+        with open(a.summary, "w") as f:
+            json.dump({"datagrams": n, "bytes": nbytes}, f)
+    return 0
+
+
+# -- what the relay log says about every TCP stream
+
+
+def relay_streams(records):
+    """From relay.jsonl records: {flow: (isn, merged delivered coverage as stream offsets)} where
+    offset 0 is the first byte after the SYN; flows whose SYN was never sent are left out."""
+    isn = {}
+    segs = {}
+    for r in records:
+        f = r.get("f")
+        if not f:
+            continue
+        key = (norm_ip(f[0]), f[1], norm_ip(f[2]), f[3])
+        if r["F"] & 0x02:  # SYN or SYN-ACK: the stream's ISN
+            isn[key] = r["s"]
+        if r["d"] > 0:
+            segs.setdefault(key, []).append((r["s"], r["d"]))
+    out = {}
+    for key, base_isn in isn.items():
+        base = (base_isn + 1) & 0xFFFFFFFF
+        iv = []
+        for s, d in segs.get(key, []):
+            o = (s - base) & 0xFFFFFFFF
+            if o >= 0x80000000:  # before the ISN: not this connection
+                continue
+            iv.append((o, o + d))
+        out[key] = _coverage(iv)
+    return out
+
+
+def covered(cov, a, b):
+    """Whether merged intervals `cov` contain every offset of [a, b)."""
+    if b <= a:
+        return True
+    for s, e in cov:
+        if s <= a and b <= e:
+            return True
+    return False
+
+
+def intactness(sent, relay_records):
+    """{(method, target): (request intact, response intact or None)} for every sent request."""
+    streams = relay_streams(relay_records)
+    out = {}
+    for r in sent:
+        if r.get("kind", "request") != "request":
+            continue
+        key = (r["method"], r["target"])
+        if "src_ip" not in r or r.get("stream_off") is None:
+            out[key] = (False, None)
+            continue
+        fwd = (norm_ip(r["src_ip"]), r["src_port"], norm_ip(r["dst_ip"]), r["dst_port"])
+        rev = (fwd[2], fwd[3], fwd[0], fwd[1])
+        a = r["stream_off"]
+        req_ok = fwd in streams and covered(streams[fwd], a, a + r["wire_len"])
+        resp_ok = None
+        if r.get("resp_range") and rev in streams:
+            resp_ok = covered(streams[rev], r["resp_range"][0], r["resp_range"][1])
+        out[key] = (req_ok, resp_ok)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# metrics, settling and the drain probe (issue 8)
+
+
+def http_get(addr, path, timeout=2.0):
+    """(status, body text) of GET http://addr/path on a fresh connection."""
+    host, _, port = addr.rpartition(":")
+    c = Conn(host.strip("[]"), int(port), timeout=timeout)
+    try:
+        c.send(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+               % (path.encode(), addr.encode()))
+        status, _, body, _ = c.read_response("GET")
+        return status, body.decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
+def parse_metrics(text):
+    """Prometheus text -> {name or name{labels}: float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, val = line.rpartition(" ")
+        try:
+            out[name.strip()] = float(val)
+        except ValueError:
+            pass
+    return out
+
+
+def count_http_events(path):
+    n = 0
+    if not os.path.exists(path):
+        return 0
+    with open(path, "rb") as f:
+        for line in f:
+            if b'"event_type":"http"' in line or b'"event_type": "http"' in line:
+                n += 1
+    return n
+
+
+def cmd_counters(a):
+    """vxtap's packets_total and this namespace's UDP counters, read back to back (a baseline)."""
+    status, text = http_get(a.health, "/metrics")
+    m = parse_metrics(text)
+    print(json.dumps({"packets_total": int(m.get("vxtap_packets_total", -1)),
+                      "udp": udp_counters()}))
+    return 0
+
+
+def cmd_settle(a):
+    """Wait until vxtap has taken in every datagram and written every event, then save /metrics.
+
+    Expected packets: the relay's `sent` count (--relay-summary), else vxtap's packets_total at the
+    --base sample plus the namespace's UDP InDatagrams since then (vxtap's socket, or the sink of an
+    --iface run, is the only UDP socket there). Done when packets_total reaches that, requests_total
+    equals the http events in the file, queues are empty and nothing changed for two polls."""
+    base = json.loads(a.base) if a.base else None
+    want_req = None
+    if a.want_requests_from:
+        want_req = sum(1 for p in a.want_requests_from if os.path.exists(p)
+                       for r in load_jsonl(p) if r.get("kind", "request") == "request")
+    t0 = time.time()
+    end = t0 + a.timeout
+    prev = None
+    stable = 0
+    m = {}
+    text = ""
+    expected = None
+    while True:
+        if a.relay_summary:
+            expected = json.load(open(a.relay_summary))["sent"]
+        elif base:
+            expected = base["packets_total"] + udp_counters()["InDatagrams"] - base["udp"]["InDatagrams"]
+        try:
+            _, text = http_get(a.health, "/metrics")
+            m = parse_metrics(text)
+        except (OSError, HTTPError, ValueError) as e:
+            log("settle: /metrics: %s" % e)
+        ev = count_http_events(a.events)
+        pk = int(m.get("vxtap_packets_total", -1))
+        rq = int(m.get("vxtap_requests_total", -1))
+        depth = sum(v for k, v in m.items() if k.startswith("vxtap_queue_depth"))
+        cur = (pk, rq, ev)
+        done = ((expected is None or pk >= expected) and rq == ev and depth == 0
+                and (want_req is None or rq >= want_req))
+        stable = stable + 1 if (done and cur == prev) else 0
+        prev = cur
+        if stable >= 2 or time.time() > end:
+            break
+        time.sleep(0.05)
+    with open(a.metrics_out, "w") as f:
+        f.write(text)
+    res = {"settled": stable >= 2, "waited_ms": round((time.time() - t0) * 1000),
+           "expected_packets": expected, "packets_total": prev[0], "requests_total": prev[1],
+           "http_events_in_file": prev[2], "want_requests": want_req, "udp": udp_counters()}
+    with open(a.json, "w") as f:
+        json.dump(res, f)
+    log("settle: %s" % json.dumps(res))
+    return 0 if res["settled"] else 1
+
+
+def _proc_alive(pid):
+    try:
+        st = open("/proc/%d/stat" % pid).read()
+    except OSError:
+        return False
+    return st.rsplit(") ", 1)[-1].split(" ", 1)[0] != "Z"
+
+
+def cmd_drain_probe(a):
+    """SIGTERM vxtap, then poll /-/healthcheck in a tight loop until the process is gone.
+
+    Records every answer (200 / 503 / refused) with its time since the signal, and the time the
+    process took to exit (a zombie counts as exited: the parent shell reaps it)."""
+    polls = []
+    host, _, port = a.health.rpartition(":")
+    req = b"GET /-/healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    t0 = time.monotonic()
+    os.kill(a.pid, signal.SIGTERM)
+    exit_ms = None
+    end = t0 + a.timeout
+    while time.monotonic() < end:
+        t = time.monotonic()
+        try:
+            c = Conn(host, int(port), timeout=1.0)
+            c.send(req)
+            status, _, _, _ = c.read_response("GET")
+            c.close()
+            what = status
+        except ConnectionRefusedError:
+            what = "refused"
+        except (OSError, HTTPError, ValueError):
+            what = "error"
+        polls.append(((t - t0) * 1000, what))
+        if not _proc_alive(a.pid):
+            exit_ms = (time.monotonic() - t0) * 1000
+            break
+        if what in ("refused", "error"):
+            time.sleep(0.001)
+        elif what == 503:
+            time.sleep(0.002)  # seen draining: keep watching, without piling up TIME_WAITs
+    first503 = next((t for t, w in polls if w == 503), None)
+    last200 = max((t for t, w in polls if w == 200), default=None)
+    res = {
+        "exited": exit_ms is not None, "drain_ms": round(exit_ms, 1) if exit_ms else None,
+        "polls": len(polls), "n200": sum(1 for _, w in polls if w == 200),
+        "n503": sum(1 for _, w in polls if w == 503),
+        "nrefused": sum(1 for _, w in polls if w == "refused"),
+        "nerror": sum(1 for _, w in polls if w == "error"),
+        "first_503_ms": round(first503, 2) if first503 is not None else None,
+        "last_200_ms": round(last200, 2) if last200 is not None else None,
+        "200_after_503": bool(first503 is not None and last200 is not None and last200 > first503),
+        "timeline": _timeline(polls),
+    }
+    with open(a.json, "w") as f:
+        json.dump(res, f)
+    log("drain-probe: %s" % json.dumps({k: v for k, v in res.items() if k != "timeline"}))
+    return 0
+
+
+def _timeline(polls):
+    """Runs of equal answers: [[answer, count, first ms, last ms]]."""
+    out = []
+    for t, w in polls:
+        if out and out[-1][0] == w:
+            out[-1][1] += 1
+            out[-1][3] = round(t, 2)
+        else:
+            out.append([w, 1, round(t, 2), round(t, 2)])
+    return out
+
+
+def _load_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def vxtap_summary(path):
+    """vxtap's one-line JSON exit summary: the last stderr line that parses as a JSON object."""
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                pass
+    return None
+
+
+def cmd_run_report(a):
+    """Drain and metrics report of a lab run (issue 8); with --strict its failures fail the run.
+
+    (a) /-/healthcheck answered 503 while draining (never 200 again after a 503), promptly;
+    (b) every request emitted: the checker's job (check.json);
+    (c) exit 0 within --drain-timeout, drained: true;
+    (d) /metrics scraped before SIGTERM: vxtap_packets_total equals the datagrams that reached
+        vxtap (kernel UDP counters, or the relay's forwarded count), vxtap_requests_total equals the
+        http events written by then; at exit the summary's requests equal the http events written."""
+    o = a.out
+    settle = _load_json(os.path.join(o, "settle.json"), {})
+    drain = _load_json(os.path.join(o, "drain.json"), {})
+    chk = _load_json(os.path.join(o, "check.json"), {})
+    relay = _load_json(os.path.join(o, "relay-summary.json"))
+    summ = vxtap_summary(os.path.join(o, "vxtap.stderr")) or {}
+    events_final = count_http_events(os.path.join(o, "events.jsonl"))
+    fig = dict(chk.get("figures") or {})
+    fails = []
+    notes = []
+
+    # (a) health while draining
+    n503 = drain.get("n503", 0)
+    if not drain:
+        fails.append("no drain probe result")
+    elif n503 == 0:
+        fails.append("/-/healthcheck never answered 503 after SIGTERM (timeline %s)"
+                     % drain.get("timeline"))
+    if drain.get("200_after_503"):
+        fails.append("/-/healthcheck answered 200 after it had answered 503")
+    if drain.get("first_503_ms") is not None and drain["first_503_ms"] > a.max_503_ms:
+        fails.append("first 503 only %.0f ms after SIGTERM (> %d ms)"
+                     % (drain["first_503_ms"], a.max_503_ms))
+    # (c) exit
+    if not drain.get("exited"):
+        fails.append("vxtap did not exit within drain timeout + 5 s")
+    elif drain["drain_ms"] > a.drain_timeout * 1000:
+        fails.append("exit %.0f ms after SIGTERM > --drain-timeout %d s"
+                     % (drain["drain_ms"], a.drain_timeout))
+    if str(a.vxtap_rc) != "0":
+        fails.append("vxtap exit code %s" % a.vxtap_rc)
+    if summ.get("drained") is not True:
+        fails.append("exit summary says drained=%r" % summ.get("drained"))
+    # (d) metrics
+    if not settle.get("settled"):
+        fails.append("metrics never settled: %s" % json.dumps(settle))
+    exp, pk = settle.get("expected_packets"), settle.get("packets_total")
+    if exp is not None and pk != exp:
+        fails.append("vxtap_packets_total %s before SIGTERM, but %s datagrams reached it (%s)"
+                     % (pk, exp, "relay's forwarded count" if relay else "kernel UDP counters"))
+    if settle.get("requests_total") != settle.get("http_events_in_file"):
+        fails.append("vxtap_requests_total %s before SIGTERM, but %s http events were written"
+                     % (settle.get("requests_total"), settle.get("http_events_in_file")))
+    if summ.get("requests") != events_final:
+        fails.append("exit summary requests %s, but %d http events in the file"
+                     % (summ.get("requests"), events_final))
+    drained_out = None
+    if settle.get("http_events_in_file") is not None:
+        drained_out = events_final - settle["http_events_in_file"]
+    want = settle.get("want_requests")
+    if want is not None and settle.get("requests_total") is not None \
+            and settle["requests_total"] < want:
+        fails.append("only %d of %d requests written %d ms after the last packet: vxtap held the "
+                     "rest back (they came out %s)"
+                     % (settle["requests_total"], want, settle.get("waited_ms", 0),
+                        "in the drain" if drained_out else "never"))
+    if relay:
+        notes.append("relay: received %d, forwarded %d (drop %d, dup %d, hold %d, trunc %d)"
+                     % (relay["received"], relay["sent"], relay.get("drop", 0),
+                        relay.get("dup", 0), relay.get("hold", 0), relay.get("trunc", 0)))
+    fig.update({
+        "drain_ms": drain.get("drain_ms"), "first_503_ms": drain.get("first_503_ms"),
+        "health_polls": drain.get("polls"), "n200": drain.get("n200"), "n503": n503,
+        "packets_expected": exp, "packets_total": pk,
+        "requests_total": settle.get("requests_total"),
+        "events_at_scrape": settle.get("http_events_in_file"), "events_final": events_final,
+        "emitted_in_drain": drained_out, "summary_requests": summ.get("requests"),
+        "summary_packets": summ.get("packets"), "gaps": summ.get("gaps"),
+        "requests_with_gap": summ.get("requests_with_gap"),
+        "report_failures": fails, "strict": a.strict,
+    })
+    if relay:
+        fig["relay"] = {k: relay.get(k) for k in ("received", "sent", "drop", "dup", "hold",
+                                                  "trunc")}
+    with open(os.path.join(o, "run.json"), "w") as f:
+        json.dump(fig, f, indent=1)
+    print("drain: SIGTERM -> exit %s ms (limit %d s); health: %s polls, first 503 at %s ms, %s x 200, "
+          "%s x 503; timeline %s" % (drain.get("drain_ms"), a.drain_timeout, drain.get("polls"),
+                                    drain.get("first_503_ms"), drain.get("n200"), n503,
+                                    drain.get("timeline")))
+    print("metrics before SIGTERM: packets_total %s (datagrams that reached vxtap: %s), "
+          "requests_total %s (http events written: %s); %s events came out of the drain; "
+          "exit summary: requests %s, %d http events in the file"
+          % (pk, exp, settle.get("requests_total"), settle.get("http_events_in_file"), drained_out,
+             summ.get("requests"), events_final))
+    for n in notes:
+        print(n)
+    for f in fails:
+        print("  %s %s" % ("FAIL" if a.strict else "note", f))
+    print("RUN-REPORT %s" % ("FAIL" if fails and a.strict else "PASS" if not fails else "PASS (not strict)"))
+    return 1 if fails and a.strict else 0
 
 
 # ---------------------------------------------------------------------------
@@ -1280,6 +2023,8 @@ def cmd_selftest(a):
     expect("one-way", True, nostat, {"exact": nreq}, one_way=True)
     expect("one-way-status", False, events, {"status": nreq}, one_way=True)
     expect("other-types-ok", True, events + [{"event_type": "stats"}])
+    # -- impaired runs: intactness from the relay log, and the impaired rules
+    fails += _selftest_impaired(sent, events)
     # contract string rule: non-UTF-8 bytes are \u00XX of the byte
     assert contract_str(b"/a\xffb/caf\xc3\xa9") == "/a\u00ffb/caf\u00e9", "contract_str"
     # chunked wire form
@@ -1291,6 +2036,101 @@ def cmd_selftest(a):
         print("SELFTEST FAIL " + f)
     print("selftest: %d failures" % len(fails))
     return 1 if fails else 0
+
+
+def _selftest_impaired(sent, events):
+    fails = []
+
+    def seg(i, a, flow, seq, p, d=None, flags=0x18):
+        return {"i": i, "a": a, "n": 100 + p, "o": 100 + p, "f": list(flow), "s": seq, "p": p,
+                "d": (0 if a.startswith("drop") else p) if d is None else d, "F": flags}
+
+    # intactness: offsets after the SYN, drops, truncated prefixes, duplicates, sequence wrap
+    fa = ("10.0.0.2", 1000, "10.0.0.1", 80)
+    fb = ("fd00::2", 1001, "fd00::1", 80)
+    isn_b = 0xFFFFFFF0  # stream B wraps past 2^32 at offset 15
+    recs = [seg(0, "fwd", fa, 5000, 0, flags=0x02),
+            seg(1, "fwd", fa, 5001, 100), seg(2, "drop", fa, 5101, 50),
+            seg(3, "fwd+trunc", fa, 5151, 80, d=30), seg(4, "hold", fa, 5231, 20),
+            seg(5, "drop", fa, 5251, 10), seg(6, "dup", fa, 5251, 10),  # a retransmission arrived
+            seg(7, "fwd", fb, isn_b, 0, flags=0x02), seg(8, "fwd", fb, isn_b + 1, 40),
+            seg(9, "drop", fb, (isn_b + 41) & 0xFFFFFFFF, 5)]
+
+    def rq(t, flow, off, n, resp=None):
+        r = {"kind": "request", "method": "GET", "target": t, "src_ip": flow[0],
+             "src_port": flow[1], "dst_ip": flow[2], "dst_port": flow[3], "stream_off": off,
+             "wire_len": n}
+        if resp:
+            r["resp_range"] = resp
+        return r
+
+    reqs = [rq("/a", fa, 0, 100), rq("/b", fa, 100, 50), rq("/c", fa, 150, 30),
+            rq("/d", fa, 150, 31), rq("/e", fa, 230, 30), rq("/f", fb, 0, 40), rq("/g", fb, 35, 10),
+            rq("/h", ("10.0.0.9", 9, "10.0.0.1", 80), 0, 10)]
+    got = {k[1]: v[0] for k, v in intactness(reqs, recs).items()}
+    want = {"/a": True, "/b": False, "/c": True, "/d": False, "/e": True, "/f": True,
+            "/g": False, "/h": False}
+    if got != want:
+        fails.append("intactness: got %s, want %s" % (got, want))
+    # and the server direction (response ranges)
+    fs = ("10.0.0.1", 80, "10.0.0.2", 1000)
+    recs2 = recs + [seg(20, "fwd", fs, 700, 0, flags=0x12), seg(21, "fwd", fs, 701, 60),
+                    seg(22, "drop", fs, 761, 60)]
+    got = intactness([rq("/a", fa, 0, 100, [0, 60]), rq("/c", fa, 150, 30, [60, 120])], recs2)
+    if got != {("GET", "/a"): (True, True), ("GET", "/c"): (True, False)}:
+        fails.append("response intactness: %s" % got)
+
+    # the impaired rules on the sample data: request 0 intact, 1 lost bytes, 2 intact
+    keys = [(r["method"], r["target"]) for r in sent if r.get("kind", "request") == "request"]
+    base = {keys[0]: (True, True), keys[1]: (False, None), keys[2]: (True, True)}
+
+    def expect(name, ok_want, evs, kinds, intact=base):
+        buf = _Sink()
+        ok, summ = check(sent, evs, out=buf, intact=intact, vni=1377)
+        f = summ["figures"]
+        if ok != ok_want or any(f.get(k, summ["totals"].get(k)) != v for k, v in kinds.items()):
+            fails.append("impaired %s: ok=%s (want %s), figures %s, want %s\n%s"
+                         % (name, ok, ok_want, f, kinds, buf.text))
+
+    def ev(i, **http):
+        e = json.loads(json.dumps(events[i]))
+        e["http"].update(http)
+        return e
+
+    # the non-intact request emitted with gap: true (its body short): fine
+    flagged = [events[0], ev(1, gap=True, http_request_body=b64(b"hel"), request_body_len=11),
+               events[2]]
+    expect("flagged", True, flagged, {"intact": 2, "exact": 2, "flagged": 1, "unflagged": 0})
+    expect("lost-is-fine", True, [events[0], events[2]], {"lost": 1, "exact": 2})
+    expect("unflagged", False, [events[0], events[1], events[2]], {"unflagged": 1})
+    expect("intact-missing", False, [events[0], ev(1, gap=True)], {"missing": 1, "exact": 1})
+    expect("intact-with-gap", False, [ev(0, gap=True), ev(1, gap=True), events[2]],
+           {"exact": 1})
+    phantom = json.loads(json.dumps(events[0]))
+    phantom["http"]["url"] = "/made/of/body/bytes"
+    expect("phantom", False, flagged + [phantom], {"phantoms": 1})
+    expect("dup", False, flagged + [events[2]], {"dup": 1})
+    expect("badhead", False, [events[0], ev(1, gap=True, request_headers=[]), events[2]],
+           {"badhead": 1})
+    expect("wrong-status", False, [events[0], events[1], ev(2, status=500)], {"status": 1},
+           intact={keys[0]: (True, True), keys[1]: (True, True), keys[2]: (True, True)})
+    nost = [json.loads(json.dumps(e)) for e in flagged]
+    for e in nost:
+        e["http"].pop("status", None)
+    expect("no-status-is-fine", True, nost, {"exact": 2})
+    buf = _Sink()
+    ok, _ = check(sent, [events[0], ev(1, gap=True)], out=buf, intact=base, min_recall=0.5)
+    if not ok:
+        fails.append("impaired recall 1/2 with --min-recall 0.5 should pass\n" + buf.text)
+    # relay spec parsing
+    try:
+        parse_impair("loss=0.5,dup=0.6")
+        fails.append("parse_impair accepted loss+dup > 1")
+    except ValueError:
+        pass
+    if parse_impair("truncate=1000,seed=3")["tprob"] != 1.0:
+        fails.append("parse_impair: truncate alone must cut every datagram (tprob 1)")
+    return fails
 
 
 class _Sink:
@@ -1316,7 +2156,8 @@ def main(argv=None):
     p.add_argument("--v4", required=True)
     p.add_argument("--v6", required=True)
     p.add_argument("--port", type=int, default=80)
-    p.add_argument("--cases", default="all", help="comma list of: " + ",".join(ALL_CASES))
+    p.add_argument("--cases", default="all", help="comma list of: all (= %s), bulk"
+                   % ",".join(ALL_CASES))
     p.add_argument("--seed", type=int, default=1377)
     p.set_defaults(fn=cmd_client)
 
@@ -1339,7 +2180,60 @@ def main(argv=None):
     p.add_argument("--one-way", action="store_true",
                    help="only client->server frames were mirrored: no status may appear")
     p.add_argument("--json", help="write a JSON summary there")
+    p.add_argument("--relay-log", help="impaired run: the relay's log (relay.jsonl); requests whose "
+                   "bytes were lost are then judged by the impaired rules")
+    p.add_argument("--min-recall", type=float, default=0.995,
+                   help="impaired run: share of intact requests that must be exact")
     p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("relay", help="UDP impairment relay between the VXLAN sender and vxtap")
+    p.add_argument("--listen", required=True, help="ADDR:PORT the VXLAN device sends to")
+    p.add_argument("--to", required=True, help="ADDR:PORT of vxtap")
+    p.add_argument("--impair", default="", help="loss=P,dup=P,reorder=P,truncate=N,tprob=P,"
+                   "seed=S,maxdelay=K")
+    p.add_argument("--log", required=True, help="per-datagram log (jsonl)")
+    p.add_argument("--summary", required=True, help="JSON counters, written at exit")
+    p.add_argument("--pcap", help="write what was forwarded as a pcap (vxtap pcap can replay it)")
+    p.add_argument("--max-seconds", type=float, default=300)
+    p.set_defaults(fn=cmd_relay)
+
+    p = sub.add_parser("udp-sink", help="bind a UDP port and discard datagrams")
+    p.add_argument("--bind", required=True)
+    p.add_argument("--summary")
+    p.add_argument("--max-seconds", type=float, default=300)
+    p.set_defaults(fn=cmd_udp_sink)
+
+    p = sub.add_parser("counters", help="vxtap packets_total and UDP counters, back to back")
+    p.add_argument("--health", required=True)
+    p.set_defaults(fn=cmd_counters)
+
+    p = sub.add_parser("settle", help="wait until vxtap took in every datagram; save /metrics")
+    p.add_argument("--health", required=True)
+    p.add_argument("--events", required=True)
+    p.add_argument("--base", help="JSON from `counters` taken before the traffic")
+    p.add_argument("--relay-summary")
+    p.add_argument("--want-requests-from", action="append", default=[],
+                   help="sent*.jsonl: wait until vxtap_requests_total reaches the requests there")
+    p.add_argument("--timeout", type=float, default=5)
+    p.add_argument("--metrics-out", required=True)
+    p.add_argument("--json", required=True)
+    p.set_defaults(fn=cmd_settle)
+
+    p = sub.add_parser("run-report", help="drain and metrics report of a run directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--drain-timeout", type=int, required=True)
+    p.add_argument("--vxtap-rc", default="0")
+    p.add_argument("--max-503-ms", type=int, default=250,
+                   help="health must turn 503 this soon after SIGTERM")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a drain/metrics check fails")
+    p.set_defaults(fn=cmd_run_report)
+
+    p = sub.add_parser("drain-probe", help="SIGTERM vxtap and watch /-/healthcheck until it exits")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--health", required=True)
+    p.add_argument("--timeout", type=float, default=15)
+    p.add_argument("--json", required=True)
+    p.set_defaults(fn=cmd_drain_probe)
 
     p = sub.add_parser("tshark-check")
     p.add_argument("--pcap", required=True)

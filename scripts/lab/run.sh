@@ -17,7 +17,14 @@
 #                  splitting directions would: requests must still come out, without responses
 #   --out DIR      where sent.jsonl, events.jsonl, logs and the capture go (default: a temp dir,
 #                  removed on success unless --keep-out)
-# Environment: VXTAP, VXTAP_ARGS (extra listen args), LAB_ID (namespace prefix, default: PID).
+#   --impair SPEC  a userspace UDP relay in the tap namespace between vx0 and vxtap impairs the mirror:
+#                  loss=P,dup=P,reorder=P,truncate=N,tprob=P,seed=S,maxdelay=K (see README); the
+#                  checker then judges each request by whether all its own bytes arrived
+#   --iface-mode   vxtap captures the VXLAN frames on the tap veth (listen --udp off --iface t1)
+#   --drain-check  strict drain and metrics checks: 503 seen while draining, exit within the drain
+#                  timeout, /metrics packets/requests equal to what arrived and what was written
+# Environment: VXTAP, VXTAP_ARGS (extra listen args), LAB_ID (namespace prefix, default: PID),
+#              LAB_LINGER (seconds of idle time before the pre-SIGTERM scrape, default 0).
 # Exit 0 only if every check passes. Namespaces and processes are removed on any exit.
 set -euo pipefail
 
@@ -32,6 +39,9 @@ MTU=1500
 CASES=all
 KEEP=0
 ONEWAY=0
+IMPAIR=""
+IFACE_MODE=0
+DRAIN_CHECK=0
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,13 +53,23 @@ while [ $# -gt 0 ]; do
         --cases) CASES="$2"; shift 2 ;;
         --keep-out) KEEP=1; shift ;;
         --one-way) ONEWAY=1; shift ;;
+        --impair) IMPAIR="$2"; shift 2 ;;
+        --iface-mode) IFACE_MODE=1; shift ;;
+        --drain-check) DRAIN_CHECK=1; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 if [ "$(id -u)" != 0 ]; then echo "run.sh: needs root (network namespaces)" >&2; exit 2; fi
 if [ "$MTU" -gt 9001 ] || [ "$MTU" -lt 1280 ]; then echo "run.sh: --mtu 1280..9001" >&2; exit 2; fi
+if [ -n "$IMPAIR" ] && { [ "$IFACE_MODE" = 1 ] || [ "$PLUMBING" = 1 ]; }; then
+    echo "run.sh: --impair goes with the UDP receiver only (not --iface-mode / --plumbing)" >&2; exit 2
+fi
+if [ -n "$IMPAIR" ]; then  # fail early on a bad spec
+    python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import lab; lab.parse_impair(sys.argv[2])' \
+        "$HERE" "$IMPAIR" || exit 2
+fi
 if [ "$PLUMBING" = 0 ] && [ ! -x "$VXTAP" ]; then
     echo "run.sh: no vxtap binary at $VXTAP (cargo build --release, or --vxtap PATH, or --plumbing)" >&2
     exit 2
@@ -69,12 +89,15 @@ UND_S=10.77.2.1; UND_T=10.77.2.2
 VNI=1377
 HEALTH=127.0.0.1:9445   # inside the tap namespace: its own loopback, no clash between runs
 DRAIN=10
+# the port vx0 sends to: vxtap's 4789, or the impairment relay's 4790 (which forwards to 4789)
+VXPORT=4789
+if [ -n "$IMPAIR" ]; then VXPORT=4790; fi
 
 if [ -z "$OUT" ]; then OUT="$(mktemp -d /tmp/vxlab.XXXXXX)"; AUTO_OUT=1; else AUTO_OUT=0; fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-rm -f "$OUT"/{sent,conns,sent-hold,conns-hold,events}.jsonl "$OUT"/mirror.pcapng "$OUT"/release \
-      "$OUT"/ready
+rm -f "$OUT"/{sent,conns,sent-hold,conns-hold,events,relay}.jsonl "$OUT"/mirror.pcapng "$OUT"/release \
+      "$OUT"/ready "$OUT"/{relay-summary,sink-summary,settle,drain,check,run}.json "$OUT"/relayed.pcap
 NGX="$OUT/nginx"
 PIDS=()   # every process we start, by PID
 RESULT=1
@@ -139,14 +162,23 @@ setup_net() {
     ip -n "$NS_S" link add t0 mtu 9100 type veth peer name t1 netns "$NS_T" mtu 9100
     ip -n "$NS_S" addr add "$UND_S/24" dev t0
     ip -n "$NS_T" addr add "$UND_T/24" dev t1
-    ip -n "$NS_S" link add vx0 type vxlan id "$VNI" remote "$UND_T" local "$UND_S" dstport 4789 \
+    # no IPv6 on the underlay: no router solicitations or MLD reports there (only VXLAN crosses it)
+    nse "$NS_S" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/t0/disable_ipv6'
+    nse "$NS_T" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/t1/disable_ipv6'
+    ip -n "$NS_S" link add vx0 type vxlan id "$VNI" remote "$UND_T" local "$UND_S" dstport "$VXPORT" \
         dev t0 nolearning
     ip -n "$NS_S" link set vx0 mtu 9001
+    # vx0's own IPv6 (router solicitations, MLD reports) would go into the tunnel as stray frames
+    nse "$NS_S" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/vx0/disable_ipv6'
     # no segmentation offloads: what reaches the mirror is what a NIC would put on the wire
     # (without this the mirror carries 64 KB GSO super-frames, which AWS never sends)
     nse "$NS_C" python3 "$LAB" offload-off c0
     nse "$NS_S" python3 "$LAB" offload-off s0 t0 vx0
     nse "$NS_T" python3 "$LAB" offload-off t1
+    # no router solicitations on the mirrored link: stray frames at random times would hide a
+    # receiver that only processes what it holds when the next frame comes (the lab waits for quiet)
+    nse "$NS_S" sh -c 'for k in router_solicitations accept_ra; do echo 0 >/proc/sys/net/ipv6/conf/s0/$k; done'
+    nse "$NS_C" sh -c 'for k in router_solicitations accept_ra; do echo 0 >/proc/sys/net/ipv6/conf/c0/$k; done'
     ip -n "$NS_S" link set s0 up; ip -n "$NS_C" link set c0 up
     ip -n "$NS_S" link set t0 up; ip -n "$NS_T" link set t1 up; ip -n "$NS_S" link set vx0 up
     # mirror every frame of s0, both directions, IPv4 and IPv6 alike (protocol all)
@@ -158,11 +190,14 @@ setup_net() {
             action mirred egress mirror dev vx0
     fi
     # static neighbours: no ARP/NDP round trips or queued first packets
-    local mac_s0 mac_c0 mac_t1
+    local mac_s0 mac_c0 mac_t1 mac_t0
     mac_s0="$(nse "$NS_S" cat /sys/class/net/s0/address)"
     mac_c0="$(nse "$NS_C" cat /sys/class/net/c0/address)"
     mac_t1="$(nse "$NS_T" cat /sys/class/net/t1/address)"
+    mac_t0="$(nse "$NS_S" cat /sys/class/net/t0/address)"
     ip -n "$NS_S" neigh replace "$UND_T" lladdr "$mac_t1" dev t0 nud permanent
+    # (and back: no ARP probes on the underlay, where --iface-mode counts every frame)
+    ip -n "$NS_T" neigh replace "$UND_S" lladdr "$mac_t0" dev t1 nud permanent
     ip -n "$NS_S" neigh replace "$CLI4" lladdr "$mac_c0" dev s0 nud permanent
     ip -n "$NS_S" neigh replace "$CLI6" lladdr "$mac_c0" dev s0 nud permanent
     ip -n "$NS_C" neigh replace "$SRV4" lladdr "$mac_s0" dev c0 nud permanent
@@ -222,7 +257,7 @@ EOF
 # ---------------------------------------------------------------- capture
 start_capture() {
     [ "$CAPTURE" = 1 ] || return 0
-    ip netns exec "$NS_T" dumpcap -q -B 128 -i t1 -f "udp port 4789" -s 0 -w "$OUT/mirror.pcapng" \
+    ip netns exec "$NS_T" dumpcap -q -B 128 -i t1 -f "udp port $VXPORT" -s 0 -w "$OUT/mirror.pcapng" \
         >"$OUT/dumpcap.log" 2>&1 &
     PIDS+=($!)
     CAP_PID=$!
@@ -250,7 +285,9 @@ start_vxtap() {
     VXTAP="$(cd "$(dirname "$VXTAP")" && pwd)/$(basename "$VXTAP")"
     # shellcheck disable=SC2206
     local env_extra=(${VXTAP_ARGS:-})
-    local args=(listen --udp 0.0.0.0:4789 --events "$OUT/events.jsonl" --health "$HEALTH"
+    local input=(--udp 0.0.0.0:4789)
+    if [ "$IFACE_MODE" = 1 ]; then input=(--udp off --iface t1); fi
+    local args=(listen "${input[@]}" --events "$OUT/events.jsonl" --health "$HEALTH"
                 --vni "$VNI" --body-limit 16MiB --drain-timeout "$DRAIN"
                 "${env_extra[@]}" "${EXTRA[@]}")
     echo "$VXTAP ${args[*]}" >"$OUT/vxtap.cmd"
@@ -265,15 +302,47 @@ start_vxtap() {
     log "vxtap up (pid $VXTAP_PID): $(cat "$OUT/vxtap.cmd")"
 }
 
-stop_vxtap() {  # SIGTERM: vxtap drains open flows and must exit 0 within --drain-timeout
-    local i rc
-    nse "$NS_T" python3 "$LAB" wait-http "$HEALTH" /metrics --timeout 3 --print \
-        >"$OUT/metrics.txt" 2>/dev/null || log "warning: GET /metrics failed"
-    kill -TERM "$VXTAP_PID"
-    for ((i = 0; i < (DRAIN + 5) * 20; i++)); do
-        alive "$VXTAP_PID" || break
+# --iface-mode: nothing listens on 4789 but this sink (no ICMP port unreachable back to vx0)
+start_sink() {
+    ip netns exec "$NS_T" python3 "$LAB" udp-sink --bind 0.0.0.0:4789 --summary "$OUT/sink-summary.json" \
+        --max-seconds 300 >"$OUT/sink.log" 2>&1 &
+    SINK_PID=$!; PIDS+=("$SINK_PID")
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q "^sink: bound" "$OUT/sink.log" 2>/dev/null && return 0
+        alive "$SINK_PID" || break
         sleep 0.05
     done
+    log "udp sink did not start"; cat "$OUT/sink.log" >&2; exit 1
+}
+
+# --impair: vx0 -> relay (UND_T:4790) -> vxtap (UND_T:4789), started after vxtap so that vxtap gets
+# every datagram the relay forwards
+start_relay() {
+    ip netns exec "$NS_T" python3 "$LAB" relay --listen "$UND_T:$VXPORT" --to "$UND_T:4789" \
+        --impair "$IMPAIR" --log "$OUT/relay.jsonl" --summary "$OUT/relay-summary.json" \
+        --pcap "$OUT/relayed.pcap" --max-seconds 300 >"$OUT/relay.log" 2>&1 &
+    RELAY_PID=$!; PIDS+=("$RELAY_PID")
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q "^relay: " "$OUT/relay.log" 2>/dev/null && return 0
+        alive "$RELAY_PID" || break
+        sleep 0.05
+    done
+    log "relay did not start"; cat "$OUT/relay.log" >&2; exit 1
+}
+
+stop_relay() {  # SIGTERM: the relay forwards what it still holds, then writes relay-summary.json
+    stop_pid "$RELAY_PID" 10
+    [ -s "$OUT/relay-summary.json" ] || { log "relay wrote no summary"; cat "$OUT/relay.log" >&2; return 1; }
+    log "$(tail -1 "$OUT/relay.log" | cut -c1-300)"
+}
+
+stop_vxtap() {  # SIGTERM: vxtap drains open flows and must exit 0 within --drain-timeout
+    local rc
+    # the probe sends SIGTERM and polls /-/healthcheck until vxtap is gone (drain.json)
+    nse "$NS_T" python3 "$LAB" drain-probe --pid "$VXTAP_PID" --health "$HEALTH" \
+        --timeout "$((DRAIN + 5))" --json "$OUT/drain.json" || true
     if alive "$VXTAP_PID"; then
         log "FAIL: vxtap still running $((DRAIN + 5))s after SIGTERM; killing"
         kill -KILL "$VXTAP_PID" 2>/dev/null || true
@@ -286,12 +355,25 @@ stop_vxtap() {  # SIGTERM: vxtap drains open flows and must exit 0 within --drai
 
 # ---------------------------------------------------------------- main
 T0=$(date +%s)
-log "lab $ID: out=$OUT mtu=$MTU mode=$([ "$PLUMBING" = 1 ] && echo plumbing || echo vxtap)$([ "$ONEWAY" = 1 ] && echo ' one-way')"
+MODE=vxtap
+if [ "$PLUMBING" = 1 ]; then MODE=plumbing; fi
+if [ "$ONEWAY" = 1 ]; then MODE="$MODE one-way"; fi
+if [ "$IFACE_MODE" = 1 ]; then MODE="$MODE iface"; fi
+if [ -n "$IMPAIR" ]; then MODE="$MODE impair=$IMPAIR"; fi
+log "lab $ID: out=$OUT mtu=$MTU mode=$MODE"
 setup_net
 start_nginx
 start_capture
-[ "$PLUMBING" = 1 ] || start_vxtap
-UDP_BEFORE="$(nse "$NS_T" python3 "$LAB" udp-drops)"
+if [ "$IFACE_MODE" = 1 ]; then start_sink; fi
+if [ "$PLUMBING" = 0 ]; then
+    start_vxtap
+    if [ -n "$IMPAIR" ]; then start_relay; fi
+    # baseline: vxtap's packet count and the namespace's UDP counters, read back to back
+    BASE="$(nse "$NS_T" python3 "$LAB" counters --health "$HEALTH")"
+    UDP_BEFORE="$(python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["udp"]))' "$BASE")"
+else
+    UDP_BEFORE="$(nse "$NS_T" python3 "$LAB" udp-drops)"
+fi
 
 # a connection that stays open across SIGTERM: its requests must come out of the drain
 ip netns exec "$NS_C" python3 "$LAB" hold --out "$OUT" --v4 "$SRV4" --ready "$OUT/ready" \
@@ -307,15 +389,14 @@ wait "$CLIENT_PID" || CLIENT_RC=$?
 cat "$OUT/client.log" >&2
 for ((i = 0; i < 100; i++)); do [ -e "$OUT/ready" ] && break; sleep 0.05; done
 [ -e "$OUT/ready" ] || { log "hold client not ready"; CLIENT_RC=1; }
-sleep 1   # let the last mirrored packets arrive
-
-UDP_AFTER="$(nse "$NS_T" python3 "$LAB" udp-drops)"
-log "tap UDP counters before: $UDP_BEFORE"
-log "tap UDP counters after:  $UDP_AFTER"
 
 VXTAP_RC=""
 CHECK_RC=0
+REPORT_RC=0
+RELAY_RC=0
 if [ "$PLUMBING" = 1 ]; then
+    sleep 1   # let the last mirrored packets arrive
+    UDP_AFTER="$(nse "$NS_T" python3 "$LAB" udp-drops)"
     touch "$OUT/release"; set +e; wait "$HOLD_PID"; set -e
     stop_capture
     SENT=(--sent "$OUT/sent.jsonl"); CONNS=(--conns "$OUT/conns.jsonl")
@@ -327,20 +408,45 @@ if [ "$PLUMBING" = 1 ]; then
         | tee "$OUT/tshark-check.txt" || CHECK_RC=$?
     if [ "${CAP_DROPS:-0}" != 0 ]; then log "(the capture lost packets: a plumbing failure may be the capture's own)"; fi
 else
+    # the relay forwards what it holds back and stops; then wait until vxtap has taken in every
+    # datagram and written every event, scrape /metrics, and SIGTERM at once
+    if [ -n "$IMPAIR" ]; then stop_relay || RELAY_RC=1; fi
+    sleep "${LAB_LINGER:-0}"   # (debugging: give vxtap extra idle time before the scrape)
+    SETTLE_ARGS=(--base "$BASE")
+    if [ -n "$IMPAIR" ]; then SETTLE_ARGS=(--relay-summary "$OUT/relay-summary.json"); fi
+    # lossless, both directions: every request's flow is complete (or, for hold, answered), so every
+    # event must be written now, before SIGTERM, not held back until something else arrives
+    if [ -z "$IMPAIR" ] && [ "$ONEWAY" = 0 ]; then
+        SETTLE_ARGS+=(--want-requests-from "$OUT/sent.jsonl" --want-requests-from "$OUT/sent-hold.jsonl")
+    fi
+    nse "$NS_T" python3 "$LAB" settle --health "$HEALTH" --events "$OUT/events.jsonl" \
+        "${SETTLE_ARGS[@]}" --timeout 5 --metrics-out "$OUT/metrics.txt" --json "$OUT/settle.json" \
+        || log "warning: vxtap did not settle (see settle.json)"
+    UDP_AFTER="$(nse "$NS_T" python3 "$LAB" udp-drops)"
     stop_vxtap
     touch "$OUT/release"; set +e; wait "$HOLD_PID"; set -e
+    if [ "$IFACE_MODE" = 1 ]; then stop_pid "$SINK_PID" 3; fi
     stop_capture
     SENT=(--sent "$OUT/sent.jsonl")
     [ -s "$OUT/sent-hold.jsonl" ] && SENT+=(--sent "$OUT/sent-hold.jsonl")
+    CHECK_EXTRA=()
+    if [ -n "$IMPAIR" ]; then CHECK_EXTRA=(--relay-log "$OUT/relay.jsonl"); fi
     python3 "$LAB" check "${SENT[@]}" --events "$OUT/events.jsonl" --vni "$VNI" \
-        $([ "$ONEWAY" = 1 ] && echo --one-way) \
+        $([ "$ONEWAY" = 1 ] && echo --one-way) "${CHECK_EXTRA[@]}" \
         --json "$OUT/check.json" | tee "$OUT/check.txt" || CHECK_RC=$?
+    # drain and metrics (issue 8): report always; fail on them with --drain-check
+    python3 "$LAB" run-report --out "$OUT" --drain-timeout "$DRAIN" --vxtap-rc "$VXTAP_RC" \
+        $([ "$DRAIN_CHECK" = 1 ] && echo --strict) | tee "$OUT/run-report.txt" || REPORT_RC=$?
 fi
+log "tap UDP counters before: $UDP_BEFORE"
+log "tap UDP counters after:  $UDP_AFTER"
 
 FAIL=()
 [ "$CLIENT_RC" = 0 ] || FAIL+=("client errors (rc $CLIENT_RC, see client.log)")
 [ -z "$VXTAP_RC" ] || [ "$VXTAP_RC" = 0 ] || FAIL+=("vxtap exit code $VXTAP_RC")
 [ "$CHECK_RC" = 0 ] || FAIL+=("checker failed")
+[ "$RELAY_RC" = 0 ] || FAIL+=("impairment relay failed (relay.log)")
+[ "$REPORT_RC" = 0 ] || FAIL+=("drain/metrics checks failed (run-report.txt)")
 drops="$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print(b["RcvbufErrors"]-a["RcvbufErrors"])' "$UDP_BEFORE" "$UDP_AFTER")"
 [ "$drops" = 0 ] || FAIL+=("kernel dropped $drops mirrored datagrams at the tap socket (UDP RcvbufErrors): vxtap did not read fast enough / SO_RCVBUF too small")
 log "finished in $(( $(date +%s) - T0 ))s"

@@ -2,16 +2,67 @@
 //!
 //! The detector sees every request, whether rebuilt from packets or received as an HTTP mirror copy,
 //! and reports each matched rule as a [`Finding`], which the engine writes as an EVE `alert` event.
-//! This crate holds the interface and the rule set; the built-in set is empty until the rules land.
+//!
+//! How a request is inspected:
+//! 1. **Extraction** ([`extract`]): the values applications read are found and named: `path`,
+//!    `args.NAME` (query), `form.NAME` (urlencoded body), `json.a.b[0]` (nested JSON, keys too as
+//!    `json_keys.…`), `multipart.NAME` and `multipart.NAME.filename`, `xml` and `xml.TAG`,
+//!    `cookies.NAME`, `headers.NAME`, `body`, and the raw `uri`.
+//! 2. **Normalisation** ([`normalize`]): repeated URL decoding (`+`, `%u`), HTML entities, JS escapes,
+//!    overlong UTF-8, Unicode look-alikes, NUL removal, lower case; rules can also ask for an SQL view
+//!    (comments and whitespace tricks removed) or a path view (`\`, `//`, `/./`, `..;/`).
+//! 3. **Matching**: one Aho-Corasick automaton over every rule's prefilter literals picks the few
+//!    rules worth running on a value; those run their linear-time regex (`regex` crate: no
+//!    backtracking, no ReDoS) or their code check (libinjection's SQL / HTML tokenisers, the SSRF
+//!    address classifier). Request-level rules check framing (CL+TE, duplicate CL, folded lines, bad
+//!    header names).
+//! 4. **Findings**: one per matched rule per request, naming the locations and the matched fragment.
+//!
+//! The rules are data: `configs/rules.toml`, compiled into the binary as the built-in set
+//! ([`Detector::builtin`]) and loadable from a file ([`Detector::from_rules_file`]). All work per
+//! request is bounded by [`Limits`].
 //!
 //! ```
 //! use vxtap_detect::Detector;
+//! use vxtap_http::{Header, Request};
+//!
 //! let detector = Detector::builtin();
-//! let request = vxtap_http::Request::default();
-//! assert!(detector.inspect(&request).is_empty());
+//! let request = Request {
+//!     method: b"GET".to_vec(),
+//!     target: b"/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--".to_vec(),
+//!     protocol: b"HTTP/1.1".to_vec(),
+//!     headers: vec![Header { name: b"Host".to_vec(), value: b"shop.example".to_vec() }],
+//!     ..Request::default()
+//! };
+//! let findings = detector.inspect(&request);
+//! assert!(findings.iter().any(|f| f.attack_class.contains(&"sqli".to_string())));
+//! assert!(findings.iter().all(|f| f.location.contains(&"args.q".to_string())));
+//!
+//! let benign = Request { target: b"/search?q=O%27Brien+%26+sons".to_vec(), ..request };
+//! assert!(detector.inspect(&benign).is_empty());
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod builtin;
+pub mod extract;
+pub mod normalize;
+mod rules;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use vxtap_http::Request;
+
+pub use extract::Kind;
+pub use rules::{CLASSES, RulesError};
+
+use rules::{Engine, Rule, View};
+
+/// The built-in rule set: `configs/rules.toml` as compiled into the crate.
+pub const BUILTIN_RULES: &str = include_str!("../../../configs/rules.toml");
 
 /// One rule matched by one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,24 +79,263 @@ pub struct Finding {
     pub severity: u8,
     /// Attack classes, e.g. `sqli`.
     pub attack_class: Vec<String>,
-    /// Where the match was found, e.g. `args.q`, `headers.user-agent`.
+    /// Where the match was found, e.g. `args.q`, `headers.user-agent` (at most
+    /// [`Limits::max_locations`], in request order).
     pub location: Vec<String>,
-    /// The normalised fragment that matched.
+    /// The normalised fragment that matched (at most 120 characters), from the first location.
     pub fragment: String,
 }
 
-/// A loaded rule set, shared read-only by all workers.
-#[derive(Clone, Debug, Default)]
-pub struct Detector {}
+/// Bounds on the work done for one request. Values past a bound are not inspected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Body bytes looked at (from the start). Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Bytes of one value inspected (from its start). Default 8 KiB.
+    pub max_value_bytes: usize,
+    /// Values (arguments, headers, JSON strings, parts, …) inspected per request. Default 256.
+    pub max_values: usize,
+    /// Total value bytes inspected per request. Default 96 KiB.
+    pub max_total_bytes: usize,
+    /// JSON nesting depth followed for location names; deeper values are still inspected. Default 32.
+    pub max_json_depth: usize,
+    /// Locations listed per finding. Default 8.
+    pub max_locations: usize,
+}
 
-impl Detector {
-    /// The built-in rule set.
-    pub fn builtin() -> Detector {
-        Detector::default()
-    }
-
-    /// Every rule the request matches.
-    pub fn inspect(&self, _request: &Request) -> Vec<Finding> {
-        Vec::new()
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 << 10,
+            max_value_bytes: 8 << 10,
+            max_values: 256,
+            max_total_bytes: 96 << 10,
+            max_json_depth: 32,
+            max_locations: 8,
+        }
     }
 }
+
+struct Inner {
+    rules: Vec<Rule>,
+    /// Prefilter automaton over every regex rule's literals.
+    prefilter: AhoCorasick,
+    /// Pattern id of `prefilter` → rule indices.
+    literal_rules: Vec<Vec<u16>>,
+    /// Value rules without literals (code checks), run on every value of their targets.
+    always: Vec<u16>,
+    /// Request-level (protocol) rules.
+    request_rules: Vec<u16>,
+}
+
+/// A loaded, compiled rule set. Cloning is cheap (the compiled set is shared), and [`Detector::builtin`]
+/// compiles the built-in set once per process, so each worker thread can take its own handle.
+#[derive(Clone)]
+pub struct Detector {
+    inner: Arc<Inner>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector").field("rules", &self.inner.rules.len()).field("limits", &self.limits).finish()
+    }
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector::builtin()
+    }
+}
+
+/// A value with its lazily computed views.
+struct Prepared {
+    norm: String,
+    sql: Option<String>,
+    path: Option<String>,
+    markup: Option<String>,
+}
+
+impl Prepared {
+    fn view(&mut self, v: View) -> &str {
+        match v {
+            View::Norm => &self.norm,
+            View::Sql => self.sql.get_or_insert_with(|| normalize::sql_view(&self.norm)),
+            View::Path => self.path.get_or_insert_with(|| normalize::path_view(&self.norm)),
+            View::Markup => self.markup.get_or_insert_with(|| normalize::markup_view(&self.norm)),
+        }
+    }
+}
+
+impl Detector {
+    /// The built-in rule set (`configs/rules.toml`, compiled once per process and shared).
+    pub fn builtin() -> Detector {
+        static BUILTIN: OnceLock<Arc<Inner>> = OnceLock::new();
+        let inner = BUILTIN.get_or_init(|| {
+            let rules = rules::compile(BUILTIN_RULES, "configs/rules.toml (built in)")
+                .unwrap_or_else(|e| panic!("built-in rules are invalid: {e}"));
+            Arc::new(Inner::new(rules))
+        });
+        Detector { inner: Arc::clone(inner), limits: Limits::default() }
+    }
+
+    /// Loads a rule set from a TOML file in the format of `configs/rules.toml`.
+    pub fn from_rules_file(path: impl AsRef<Path>) -> Result<Detector, RulesError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RulesError::Io { path: path.to_path_buf(), source })?;
+        Self::from_rules_str(&text, &path.display().to_string())
+    }
+
+    /// Loads a rule set from TOML text; `origin` names it in error messages.
+    pub fn from_rules_str(text: &str, origin: &str) -> Result<Detector, RulesError> {
+        let rules = rules::compile(text, origin)?;
+        Ok(Detector { inner: Arc::new(Inner::new(rules)), limits: Limits::default() })
+    }
+
+    /// The same rules with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Detector {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Number of rules loaded.
+    pub fn rule_count(&self) -> usize {
+        self.inner.rules.len()
+    }
+
+    /// Every rule the request matches, one [`Finding`] per rule, ordered by signature id.
+    pub fn inspect(&self, request: &Request) -> Vec<Finding> {
+        let inner = &*self.inner;
+        let mut found: Vec<(u16, Finding)> = Vec::new();
+        let max_loc = self.limits.max_locations.max(1);
+        let mut add = |ri: u16, loc: String, fragment: &dyn Fn() -> String| {
+            if let Some((_, f)) = found.iter_mut().find(|(r, _)| *r == ri) {
+                if f.location.len() < max_loc && !f.location.contains(&loc) {
+                    f.location.push(loc);
+                }
+                return;
+            }
+            let r = &inner.rules[ri as usize];
+            found.push((
+                ri,
+                Finding {
+                    signature_id: r.id,
+                    rev: r.rev,
+                    signature: r.name.clone(),
+                    category: r.category.clone(),
+                    severity: r.severity,
+                    attack_class: r.classes.clone(),
+                    location: vec![loc],
+                    fragment: fragment(),
+                },
+            ));
+        };
+
+        for &ri in &inner.request_rules {
+            if let Engine::Protocol(check) = &inner.rules[ri as usize].engine
+                && let Some((loc, frag)) = check.run(request)
+            {
+                add(ri, loc, &|| frag.clone());
+            }
+        }
+
+        let values = extract::collect(request, &self.limits);
+        let mut candidates: Vec<u16> = Vec::with_capacity(16);
+        let mut seen = vec![false; inner.rules.len()];
+        for v in &values {
+            let (norm, _info) = normalize::normalize(&v.raw, v.kind.plus_is_space());
+            if norm.is_empty() {
+                continue;
+            }
+            candidates.clear();
+            for m in inner.prefilter.find_overlapping_iter(norm.as_str()) {
+                for &ri in &inner.literal_rules[m.pattern().as_usize()] {
+                    if !seen[ri as usize] {
+                        seen[ri as usize] = true;
+                        candidates.push(ri);
+                    }
+                }
+            }
+            for &ri in &candidates {
+                seen[ri as usize] = false;
+            }
+            candidates.extend_from_slice(&inner.always);
+            let mut prep = Prepared { norm, sql: None, path: None, markup: None };
+            for &ri in &candidates {
+                let rule = &inner.rules[ri as usize];
+                if rule.targets & v.kind.bit() == 0 {
+                    continue;
+                }
+                if matches!(v.kind, Kind::Header | Kind::StdHeader) {
+                    let name = v.loc.strip_prefix("headers.").unwrap_or(&v.loc);
+                    if (!rule.headers.is_empty() && !rule.headers.iter().any(|h| h == name))
+                        || rule.skip_headers.iter().any(|h| h == name)
+                    {
+                        continue;
+                    }
+                }
+                match &rule.engine {
+                    Engine::Regex(re) => {
+                        let text = prep.view(rule.view);
+                        if let Some(m) = re.find(text.as_bytes()) {
+                            add(ri, v.loc.clone(), &|| builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())));
+                        }
+                    }
+                    Engine::Special(s) => {
+                        let text = prep.view(rule.view);
+                        if let Some(frag) = s.run(&v.raw, text) {
+                            add(ri, v.loc.clone(), &|| frag.clone());
+                        }
+                    }
+                    Engine::Protocol(_) => {}
+                }
+            }
+        }
+        let mut out: Vec<Finding> = found.into_iter().map(|(_, f)| f).collect();
+        out.sort_by_key(|f| f.signature_id);
+        out
+    }
+}
+
+impl Inner {
+    fn new(rules: Vec<Rule>) -> Inner {
+        let mut literals: Vec<String> = Vec::new();
+        let mut literal_rules: Vec<Vec<u16>> = Vec::new();
+        let mut always = Vec::new();
+        let mut request_rules = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u16;
+            match r.engine {
+                Engine::Protocol(_) => request_rules.push(i),
+                _ if r.prefilter.is_empty() => always.push(i),
+                _ => {
+                    for lit in &r.prefilter {
+                        match literals.iter().position(|l| l == lit) {
+                            Some(p) => literal_rules[p].push(i),
+                            None => {
+                                literals.push(lit.clone());
+                                literal_rules.push(vec![i]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let prefilter = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&literals)
+            .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&literals))
+            .unwrap_or_else(|e| panic!("prefilter automaton: {e}"));
+        Inner { rules, prefilter, literal_rules, always, request_rules }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,6 @@ use crate::Header;
 
 /// Head buffers above this capacity are released instead of reused once a head is done.
 pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
-/// In strict (resync) mode a method longer than this is not believed.
 
 /// What [`HeadReader::feed`] stopped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
