@@ -11,7 +11,7 @@
 //! use vxtap_engine::{Engine, EngineConfig, EventOutput};
 //!
 //! let events = EventOutput::Writer(Box::new(std::io::sink()));
-//! let engine = Engine::start(EngineConfig::default(), events).unwrap();
+//! let engine = Engine::start(EngineConfig::default(), events, None).unwrap();
 //! let mut input = engine.dispatcher();
 //! input.frame(LinkType::Ethernet, &[0u8; 10], 0); // counted as a decap error
 //! drop(input);
@@ -44,6 +44,11 @@ use vxtap_http::HttpConfig;
 use vxtap_reassembly::{FlowKey, ReassemblyConfig};
 
 pub use event::{Origin, write_events};
+
+/// Called by the workers with every emitted transaction (after its events are written): how replay,
+/// or any other consumer of request records, plugs in without the engine knowing it. It must not
+/// block for long: it runs on a worker thread.
+pub type RequestHook = Arc<dyn Fn(&Origin, &vxtap_http::Transaction) + Send + Sync>;
 pub use metrics::Metrics;
 pub use worker::Pipeline;
 
@@ -170,7 +175,11 @@ pub struct Engine {
 impl Engine {
     /// Starts the workers and the event writer (events go to `events`, one JSON object a line). A file
     /// that cannot be opened is an error here, before any thread starts.
-    pub fn start(mut cfg: EngineConfig, events: EventOutput) -> Result<Engine, EngineError> {
+    pub fn start(
+        mut cfg: EngineConfig,
+        events: EventOutput,
+        hook: Option<RequestHook>,
+    ) -> Result<Engine, EngineError> {
         cfg.workers = cfg.workers.max(1);
         cfg.reassembly.memcap /= cfg.workers;
         if let EventOutput::File { path, .. } = &events {
@@ -189,8 +198,14 @@ impl Engine {
         for index in 0..cfg.workers {
             // Batches are flushed at least every receive batch; 16 KiB is a small one.
             let (tx, rx) = bounded((cfg.queue_bytes / (16 << 10)).max(16));
-            let ctx =
-                worker::Worker::new(index, cfg.clone(), metrics.clone(), event_tx.clone(), queued.clone());
+            let ctx = worker::Worker::new(
+                index,
+                cfg.clone(),
+                metrics.clone(),
+                event_tx.clone(),
+                queued.clone(),
+                hook.clone(),
+            );
             workers.push(spawn(&format!("vxtap-worker-{index}"), move || ctx.run(rx))?);
             senders.push(tx);
         }

@@ -11,7 +11,7 @@ use vxtap_http::{Conversation, Output, Peer, Transaction};
 use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
 
 use crate::event::{Origin, write_events};
-use crate::{EngineConfig, Metrics, Work, accept, defragment};
+use crate::{EngineConfig, Metrics, RequestHook, Work, accept, defragment};
 
 /// How far (µs of capture time) the clock must move before timers are checked again.
 const TIMER_STEP_US: u64 = 100_000;
@@ -23,6 +23,7 @@ pub(crate) struct Worker {
     events: Sender<Vec<u8>>,
     /// Bytes waiting in each worker's queue (shared with the dispatchers).
     queued: Arc<[AtomicUsize]>,
+    hook: Option<RequestHook>,
 }
 
 impl Worker {
@@ -32,12 +33,14 @@ impl Worker {
         metrics: Arc<Metrics>,
         events: Sender<Vec<u8>>,
         queued: Arc<[AtomicUsize]>,
+        hook: Option<RequestHook>,
     ) -> Self {
-        Worker { index, cfg, metrics, events, queued }
+        Worker { index, cfg, metrics, events, queued, hook }
     }
 
     pub(crate) fn run(self, rx: Receiver<Work>) {
         let mut pipeline = Pipeline::new(self.cfg.clone(), self.metrics.clone());
+        pipeline.out.hook = self.hook.clone();
         let mut timers_at = 0u64;
         for work in rx.iter() {
             match work {
@@ -91,6 +94,7 @@ impl Pipeline {
             anomalies: BTreeMap::new(),
             detector: cfg.detect.then(Detector::builtin),
             metrics,
+            hook: None,
         };
         let defrag = Defragmenter::new(DefragConfig::default());
         Pipeline { table: FlowTable::new(cfg.reassembly.clone()), cfg, out, defrag, clock: 0 }
@@ -155,6 +159,7 @@ pub(crate) struct WorkerOutput {
     anomalies: BTreeMap<&'static str, u64>,
     detector: Option<Detector>,
     metrics: Arc<Metrics>,
+    hook: Option<RequestHook>,
 }
 
 impl WorkerOutput {
@@ -175,6 +180,9 @@ impl WorkerOutput {
         };
         let findings = self.detector.as_ref().map(|d| d.inspect(&tx.request)).unwrap_or_default();
         write_events(&mut self.events, &origin, tx, &findings);
+        if let Some(hook) = &self.hook {
+            hook(&origin, tx);
+        }
         let m = &self.metrics;
         m.requests.fetch_add(1, Relaxed);
         m.alerts.fetch_add(findings.len() as u64, Relaxed);

@@ -10,6 +10,7 @@ use vxtap_decap::DecapConfig;
 use vxtap_engine::{EngineConfig, Overload};
 use vxtap_http::HttpConfig;
 use vxtap_reassembly::ReassemblyConfig;
+use vxtap_replay::{Pacing, ReplayConfig};
 
 /// vxtap: turns mirrored traffic (AWS VPC traffic mirroring's VXLAN, GWLB's GENEVE, pcap files) into
 /// Suricata-style EVE JSON HTTP events.
@@ -27,6 +28,9 @@ pub enum Command {
         /// Capture files (pcap or pcapng; Ethernet, Linux SLL/SLL2 or raw IP; tunnelled or plain).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Replay pacing: fast (default), original (capture timing), or a multiple such as 200% or 2x
+        #[arg(long, value_name = "SPEED")]
+        speed: Option<String>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -72,6 +76,25 @@ pub struct CommonArgs {
     /// UDP port of GENEVE [default: 6081]
     #[arg(long, value_name = "PORT")]
     pub geneve_port: Option<u16>,
+    /// Replay every complete request to this http:// or https:// target (an internal ALB)
+    #[arg(long, value_name = "URL")]
+    pub replay: Option<String>,
+    /// Concurrent replay requests [default: 64]
+    #[arg(long, value_name = "N")]
+    pub replay_concurrency: Option<usize>,
+    /// Seconds before a replayed request times out [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub replay_timeout: Option<u64>,
+    /// PEM file of CA certificates trusted for an https:// replay target, besides the public roots
+    #[arg(long, value_name = "FILE")]
+    pub replay_ca: Option<PathBuf>,
+    /// Add X-Vxtap-Response-Status/-Length/-Time-Us headers from the observed response
+    #[arg(long)]
+    pub replay_response_headers: bool,
+    /// Added replay headers to leave out: x-forwarded-for, x-forwarded-port, x-forwarded-proto,
+    /// x-scheme, x-server-addr, x-server-port, x-request-id
+    #[arg(long, value_name = "HEADER[,HEADER...]", value_delimiter = ',')]
+    pub replay_omit: Option<Vec<String>>,
     /// Log lines on stderr as human-readable text or JSON [default: human]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -127,6 +150,13 @@ struct FileConfig {
     vxlan_port: Option<u16>,
     geneve_port: Option<u16>,
     log_format: Option<LogFormat>,
+    replay: Option<String>,
+    replay_concurrency: Option<usize>,
+    replay_timeout: Option<u64>,
+    replay_ca: Option<PathBuf>,
+    replay_response_headers: Option<bool>,
+    replay_omit: Option<Vec<String>>,
+    speed: Option<String>,
     listen: Option<ListenFile>,
 }
 
@@ -195,6 +225,7 @@ pub struct Settings {
     pub drain_timeout_secs: u64,
     pub receivers: usize,
     pub log_format: LogFormat,
+    pub replay: Option<ReplayConfig>,
 }
 
 fn load_file(path: &Path) -> Result<FileConfig> {
@@ -204,12 +235,20 @@ fn load_file(path: &Path) -> Result<FileConfig> {
 }
 
 /// Merges flags, file and defaults. `live` selects the live-input policy (drop on overload, wall clock).
-pub fn resolve(common: &CommonArgs, listen: Option<&ListenArgs>, live: bool) -> Result<Settings> {
-    let file = match &common.config {
+pub fn resolve(
+    common: &CommonArgs,
+    listen: Option<&ListenArgs>,
+    speed: Option<&str>,
+    live: bool,
+) -> Result<Settings> {
+    let mut file = match &common.config {
         Some(path) => load_file(path)?,
         None => FileConfig::default(),
     };
-    let lf = file.listen.unwrap_or_default();
+    let speed = speed.map(str::to_string).or(file.speed.clone());
+    let speed = speed.as_deref();
+    let lf = file.listen.take().unwrap_or_default();
+    let replay = replay_config(common, &file, speed)?;
     let default_listen = ListenArgs::default();
     let la = listen.unwrap_or(&default_listen);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -256,7 +295,67 @@ pub fn resolve(common: &CommonArgs, listen: Option<&ListenArgs>, live: bool) -> 
         drain_timeout_secs: la.drain_timeout.or(lf.drain_timeout).unwrap_or(30),
         receivers: la.receivers.or(lf.receivers).unwrap_or(1).max(1),
         log_format: common.log_format.or(file.log_format).unwrap_or_default(),
+        replay,
     })
+}
+
+/// The replay client's configuration, when a target is given.
+fn replay_config(
+    common: &CommonArgs,
+    file: &FileConfig,
+    speed: Option<&str>,
+) -> Result<Option<ReplayConfig>> {
+    let Some(target) = common.replay.clone().or(file.replay.clone()) else {
+        if speed.is_some() {
+            bail!("--speed paces replay: it needs --replay URL");
+        }
+        return Ok(None);
+    };
+    let mut cfg = ReplayConfig::new(target);
+    if let Some(n) = common.replay_concurrency.or(file.replay_concurrency) {
+        cfg.concurrency = n;
+    }
+    if let Some(secs) = common.replay_timeout.or(file.replay_timeout) {
+        cfg.timeout = std::time::Duration::from_secs(secs);
+    }
+    cfg.ca_file = common.replay_ca.clone().or(file.replay_ca.clone());
+    cfg.add_response_headers =
+        common.replay_response_headers || file.replay_response_headers.unwrap_or(false);
+    for name in common.replay_omit.clone().or(file.replay_omit.clone()).unwrap_or_default() {
+        let h = &mut cfg.headers;
+        let flag = match name.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => &mut h.forwarded_for,
+            "x-forwarded-port" => &mut h.forwarded_port,
+            "x-forwarded-proto" => &mut h.forwarded_proto,
+            "x-scheme" => &mut h.scheme,
+            "x-server-addr" => &mut h.server_addr,
+            "x-server-port" => &mut h.server_port,
+            "x-request-id" => &mut h.request_id,
+            other => bail!("--replay-omit: unknown header `{other}`"),
+        };
+        *flag = false;
+    }
+    if let Some(speed) = speed {
+        cfg.pacing = parse_speed(speed).map_err(|e| anyhow::anyhow!("--speed: {e}"))?;
+    }
+    Ok(Some(cfg))
+}
+
+/// `fast` (as fast as possible), `original` (capture timing), or a multiple such as `200%` or `2x`.
+pub fn parse_speed(text: &str) -> Result<Pacing, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let factor = match t.as_str() {
+        "fast" | "max" => return Ok(Pacing::AsFastAsPossible),
+        "original" | "1x" | "100%" => return Ok(Pacing::Original),
+        _ => t
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<f64>().ok().map(|p| p / 100.0))
+            .or_else(|| t.strip_suffix('x').and_then(|x| x.parse::<f64>().ok())),
+    };
+    match factor {
+        Some(f) if f.is_finite() && f > 0.0 => Ok(Pacing::Multiple(f)),
+        _ => Err(format!("`{text}` is not fast, original, N% or Nx")),
+    }
 }
 
 #[cfg(test)]
@@ -267,9 +366,35 @@ mod tests {
     fn documented_example_config_parses_with_its_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vxtap.toml");
         let common = CommonArgs { config: Some(path), ..CommonArgs::default() };
-        let s = resolve(&common, None, false).unwrap();
-        let defaults = resolve(&CommonArgs::default(), None, false).unwrap();
+        let s = resolve(&common, None, None, false).unwrap();
+        let defaults = resolve(&CommonArgs::default(), None, None, false).unwrap();
         assert_eq!(format!("{s:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn speeds() {
+        assert_eq!(parse_speed("fast"), Ok(Pacing::AsFastAsPossible));
+        assert_eq!(parse_speed("original"), Ok(Pacing::Original));
+        assert_eq!(parse_speed("200%"), Ok(Pacing::Multiple(2.0)));
+        assert_eq!(parse_speed("0.5x"), Ok(Pacing::Multiple(0.5)));
+        assert!(parse_speed("0%").is_err());
+        assert!(parse_speed("warp").is_err());
+    }
+
+    #[test]
+    fn replay_options() {
+        let common = CommonArgs {
+            replay: Some("http://127.0.0.1:1".into()),
+            replay_omit: Some(vec!["X-Request-ID".into()]),
+            ..CommonArgs::default()
+        };
+        let s = resolve(&common, None, Some("200%"), false).unwrap();
+        let replay = s.replay.unwrap();
+        assert!(!replay.headers.request_id && replay.headers.forwarded_for);
+        assert_eq!(replay.pacing, Pacing::Multiple(2.0));
+        let bad = CommonArgs { replay_omit: Some(vec!["x-nope".into()]), ..common };
+        assert!(resolve(&bad, None, None, false).unwrap_err().to_string().contains("x-nope"));
+        assert!(resolve(&CommonArgs::default(), None, Some("2x"), false).is_err(), "--speed needs --replay");
     }
 
     #[test]
@@ -288,15 +413,15 @@ mod tests {
         std::fs::write(&path, "workers = 3\nbody_limit = \"2MiB\"\nvni = [7]\n[listen]\nudp = \"off\"\n")
             .unwrap();
         let common = CommonArgs { config: Some(path.clone()), workers: Some(1), ..CommonArgs::default() };
-        let s = resolve(&common, None, true).unwrap();
+        let s = resolve(&common, None, None, true).unwrap();
         assert_eq!(s.engine.workers, 1);
         assert_eq!(s.engine.http.body_limit, 2 << 20);
         assert_eq!(s.engine.decap.vnis, vec![7]);
         assert_eq!(s.udp, None);
         std::fs::write(&path, "wokers = 3\n").unwrap();
-        let err = resolve(&common, None, true).unwrap_err().to_string();
+        let err = resolve(&common, None, None, true).unwrap_err().to_string();
         assert!(err.contains("wokers"), "{err}");
         std::fs::write(&path, "memcap = \"lots\"\n").unwrap();
-        assert!(resolve(&common, None, true).is_err());
+        assert!(resolve(&common, None, None, true).is_err());
     }
 }

@@ -13,19 +13,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use vxtap_capture::{LiveCapture, LiveOptions, PcapFile, UdpOptions, UdpReceiver};
-use vxtap_engine::{Engine, EventOutput, Metrics};
+use vxtap_engine::{Engine, EventOutput, Metrics, Origin, RequestHook};
 use vxtap_health::{HealthServer, HealthState};
+use vxtap_http::Transaction;
+use vxtap_replay::{ObservedResponse, ReplayClient, ReplayJob};
 
 use config::{Cli, Command, LogFormat, Settings, resolve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Pcap { files, common } => resolve(common, None, false).and_then(|s| {
-            init_logs(s.log_format);
-            run_pcap(&s, files)
-        }),
-        Command::Listen { common, listen } => resolve(common, Some(listen), true).and_then(|s| {
+        Command::Pcap { files, speed, common } => {
+            resolve(common, None, speed.as_deref(), false).and_then(|s| {
+                init_logs(s.log_format);
+                run_pcap(&s, files)
+            })
+        }
+        Command::Listen { common, listen } => resolve(common, Some(listen), None, true).and_then(|s| {
             init_logs(s.log_format);
             run_listen(&s)
         }),
@@ -61,6 +65,45 @@ fn event_output(path: &str, reopen: &Arc<AtomicBool>) -> EventOutput {
     }
 }
 
+/// The replay client and the engine hook that feeds it, when `--replay` is given. File input waits
+/// for room in the replay queue (nothing lost, pacing works); live input never waits (drops count).
+fn start_replay(settings: &Settings, live: bool) -> Result<(Option<ReplayClient>, Option<RequestHook>)> {
+    let Some(cfg) = settings.replay.clone() else { return Ok((None, None)) };
+    let target = cfg.target.clone();
+    let client = ReplayClient::start(cfg)?;
+    tracing::info!("replaying requests to {target}");
+    let sender = client.sender();
+    let hook: RequestHook = Arc::new(move |origin: &Origin, tx: &Transaction| {
+        let mut job = ReplayJob::new(tx.request.clone(), origin.src, origin.dst, tx.request.start_ts);
+        job.response = tx.response.as_ref().map(|r| ObservedResponse {
+            status: r.status,
+            body_len: r.body_len,
+            duration_us: r.end_ts.saturating_sub(tx.request.end_ts),
+        });
+        // Rejections (gap, truncated body, queue full) are counted by the replay client.
+        let _ = if live { sender.submit(job) } else { sender.submit_wait(job, PCAP_REPLAY_WAIT) };
+    });
+    Ok((Some(client), Some(hook)))
+}
+
+/// How long `vxtap pcap --replay` waits for room in the replay queue before it drops a request, and
+/// for the queue to empty at the end.
+const PCAP_REPLAY_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits for replay to finish (bounded) and returns its figures for the summary.
+fn finish_replay(client: Option<ReplayClient>, timeout: Duration) -> serde_json::Value {
+    let Some(client) = client else { return serde_json::Value::Null };
+    let s = client.finish(timeout);
+    serde_json::json!({
+        "accepted": s.accepted,
+        "sent": s.sent,
+        "failed": s.failed.total(),
+        "dropped": s.dropped_queue_full + s.dropped_closed,
+        "skipped": s.skipped_gap + s.skipped_truncated,
+        "abandoned": s.abandoned,
+    })
+}
+
 fn print_summary(metrics: &Metrics, extra: serde_json::Value) {
     let mut summary = metrics.summary();
     if let (Some(map), serde_json::Value::Object(more)) = (summary.as_object_mut(), extra) {
@@ -72,7 +115,8 @@ fn print_summary(metrics: &Metrics, extra: serde_json::Value) {
 /// Reads every file in order; a bad file is reported and skipped, making the exit code 2.
 fn run_pcap(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
     let reopen = Arc::new(AtomicBool::new(false));
-    let engine = Engine::start(settings.engine.clone(), event_output(&settings.events, &reopen))?;
+    let (replay, hook) = start_replay(settings, false)?;
+    let engine = Engine::start(settings.engine.clone(), event_output(&settings.events, &reopen), hook)?;
     let metrics = engine.metrics();
     let mut input = engine.dispatcher();
     let mut failed = 0u64;
@@ -95,9 +139,10 @@ fn run_pcap(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
     }
     drop(input);
     engine.finish()?;
+    let replay = finish_replay(replay, PCAP_REPLAY_WAIT);
     print_summary(
         &metrics,
-        serde_json::json!({ "files_failed": failed, "snaplen_cut_records": truncated_records }),
+        serde_json::json!({ "files_failed": failed, "snaplen_cut_records": truncated_records, "replay": replay }),
     );
     Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
@@ -115,12 +160,20 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
     let reopen = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())
         .context("cannot install signal handler")?;
-    let engine = Engine::start(settings.engine.clone(), event_output(&settings.events, &reopen))?;
+    let (replay, hook) = start_replay(settings, true)?;
+    let engine = Engine::start(settings.engine.clone(), event_output(&settings.events, &reopen), hook)?;
     let metrics = engine.metrics();
     let health_state = HealthState::new();
     let renderer = {
         let metrics = metrics.clone();
-        Arc::new(move || metrics.render_prometheus())
+        let replay = replay.as_ref().map(ReplayClient::sender);
+        Arc::new(move || {
+            let mut text = metrics.render_prometheus();
+            if let Some(replay) = &replay {
+                text.push_str(&replay.render_prometheus());
+            }
+            text
+        })
     };
     let health = HealthServer::start(settings.health, health_state.clone(), renderer)?;
     tracing::info!("health, ping and metrics on http://{}", health.local_addr());
@@ -209,6 +262,8 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
     } else {
         tracing::warn!("drain timeout reached; exiting with flows still open");
     }
+    let left = deadline.saturating_duration_since(Instant::now());
+    extra.insert("replay".into(), finish_replay(replay, left));
     health.shutdown();
     extra.insert("drained".into(), drained.into());
     print_summary(&metrics, serde_json::Value::Object(extra));
