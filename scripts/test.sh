@@ -49,8 +49,13 @@ step "release build"
 cargo build --release --quiet
 
 if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
-    step "end-to-end lab (network namespaces, nginx, kernel VXLAN)"
-    scripts/lab/run.sh --vxtap target/release/vxtap
+    step "end-to-end lab (network namespaces, nginx, kernel VXLAN, impairment relay, iface capture)"
+    scripts/lab/all.sh --vxtap target/release/vxtap
+fi
+
+if [ "${VXTAP_SKIP_DEPLOY:-0}" != 1 ]; then
+    step "deployment files (Terraform module, systemd unit, Debian package)"
+    scripts/deploy-check.sh
 fi
 
 fuzz_seconds=${VXTAP_FUZZ_SECONDS:-30}

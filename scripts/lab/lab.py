@@ -880,12 +880,13 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
     # per-request comparison
     cases = {}
     detail = []
+    warn_detail = []
     for key, slot in by_key.items():
         r = slot["rec"]
         c = cases.setdefault(r["case"], dict(sent=0, found=0, exact=0, dup=0, missing=0, body=0,
                                              addr=0, hdr=0, status=0, nostatus=0, gap=0,
                                              intact=0, lost=0, flagged=0, unflagged=0,
-                                             badhead=0))
+                                             badhead=0, nostatus_ri=0))
         c["sent"] += 1
         evs = slot["events"]
         req_ok, resp_ok = intact.get(key, (False, None)) if impaired else (True, None)
@@ -929,6 +930,12 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
         for kind, msg in errs:
             if kind == "nostatus":
                 c["nostatus"] += 1
+                if impaired and resp_ok:
+                    # every byte of its response arrived too: the status should be there
+                    c["nostatus_ri"] += 1
+                    warn_detail.append("NOSTATUS %-11s %s %s: no status, though every byte of "
+                                       "its response arrived" % (r["case"], r["method"],
+                                                                 r["target"][:60]))
                 continue
             c[kind] += 1
         # impaired: a missing status is expected when response bytes were lost; a wrong one never
@@ -970,8 +977,9 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
     if other:
         warnings.append("event types other than http/alert: %s" % other)
     if tot["nostatus"]:
-        warnings.append("%d matched events carry no http.status (response not attached)"
-                        % tot["nostatus"])
+        warnings.append("%d matched events carry no http.status (response not attached)%s"
+                        % (tot["nostatus"], "; %d of them had every response byte delivered"
+                           % tot["nostatus_ri"] if impaired else ""))
 
     phantoms = len(extra) + len(noise_hits)
     if impaired:
@@ -996,11 +1004,14 @@ def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_deta
         print("  PROBLEM  " + p, file=out)
     for w in warnings:
         print("  warning: " + w, file=out)
+    for d in warn_detail[:5]:
+        print("    " + d, file=out)
     print("CHECK %s" % ("PASS" if ok else "FAIL"), file=out)
     figures = {"sent": tot["sent"], "intact": tot["intact"] if impaired else tot["sent"],
                "exact": tot["exact"], "recall": round(recall, 5), "phantoms": phantoms,
                "unflagged": tot["unflagged"], "flagged": tot["flagged"], "lost": tot["lost"],
-               "badhead": tot["badhead"], "dup": tot["dup"], "impaired": impaired, "ok": ok}
+               "badhead": tot["badhead"], "dup": tot["dup"], "nostatus": tot["nostatus"],
+               "nostatus_resp_intact": tot["nostatus_ri"], "impaired": impaired, "ok": ok}
     return ok, {"totals": tot, "cases": cases, "extra": len(extra), "noise_hits": len(noise_hits),
                 "alerts": len(alerts), "other": other, "figures": figures}
 

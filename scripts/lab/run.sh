@@ -7,7 +7,8 @@
 #
 # Usage (from the repo root, as root):
 #   scripts/lab/run.sh [--vxtap PATH] [--out DIR] [--plumbing] [--no-capture] [--mtu N]
-#                      [--cases a,b,c] [--keep-out] [-- extra vxtap listen args]
+#                      [--cases a,b,c] [--keep-out] [--one-way] [--impair SPEC] [--iface-mode]
+#                      [--drain-check] [-- extra vxtap listen args]
 #   --vxtap PATH   vxtap binary (default: $VXTAP, else <repo>/target/release/vxtap)
 #   --plumbing     no vxtap: check with tshark that every client byte reaches the tap namespace
 #   --no-capture   do not record the mirrored VXLAN stream to $OUT/mirror.pcapng
@@ -57,7 +58,7 @@ while [ $# -gt 0 ]; do
         --iface-mode) IFACE_MODE=1; shift ;;
         --drain-check) DRAIN_CHECK=1; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0" | grep -v '^set '; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -430,13 +431,15 @@ else
     SENT=(--sent "$OUT/sent.jsonl")
     [ -s "$OUT/sent-hold.jsonl" ] && SENT+=(--sent "$OUT/sent-hold.jsonl")
     CHECK_EXTRA=()
-    if [ -n "$IMPAIR" ]; then CHECK_EXTRA=(--relay-log "$OUT/relay.jsonl"); fi
-    python3 "$LAB" check "${SENT[@]}" --events "$OUT/events.jsonl" --vni "$VNI" \
-        $([ "$ONEWAY" = 1 ] && echo --one-way) "${CHECK_EXTRA[@]}" \
+    if [ "$ONEWAY" = 1 ]; then CHECK_EXTRA+=(--one-way); fi
+    if [ -n "$IMPAIR" ]; then CHECK_EXTRA+=(--relay-log "$OUT/relay.jsonl"); fi
+    python3 "$LAB" check "${SENT[@]}" --events "$OUT/events.jsonl" --vni "$VNI" "${CHECK_EXTRA[@]}" \
         --json "$OUT/check.json" | tee "$OUT/check.txt" || CHECK_RC=$?
     # drain and metrics (issue 8): report always; fail on them with --drain-check
+    REPORT_EXTRA=()
+    if [ "$DRAIN_CHECK" = 1 ]; then REPORT_EXTRA+=(--strict); fi
     python3 "$LAB" run-report --out "$OUT" --drain-timeout "$DRAIN" --vxtap-rc "$VXTAP_RC" \
-        $([ "$DRAIN_CHECK" = 1 ] && echo --strict) | tee "$OUT/run-report.txt" || REPORT_RC=$?
+        "${REPORT_EXTRA[@]}" | tee "$OUT/run-report.txt" || REPORT_RC=$?
 fi
 log "tap UDP counters before: $UDP_BEFORE"
 log "tap UDP counters after:  $UDP_AFTER"

@@ -180,12 +180,13 @@ impl LiveCapture {
         Ok(self.counters.snapshot())
     }
 
-    /// Delivers frames to `f` until `stop` is set; the flag is checked after every frame and at least
-    /// every [`LiveOptions::poll_timeout`] without traffic. Returns the final totals; a capture error
-    /// (interface gone down, ...) ends the loop.
+    /// Delivers frames to `f` (`Some(record)`) until `stop` is set; the flag is checked after every
+    /// frame and at least every [`LiveOptions::poll_timeout`] without traffic. `f(None)` says no frame
+    /// is waiting (the end of a burst, or a quiet link): the moment to hand on what was batched.
+    /// Returns the final totals; a capture error (interface gone down, ...) ends the loop.
     pub fn run<F>(&mut self, stop: &AtomicBool, mut f: F) -> Result<LiveStats, CaptureError>
     where
-        F: FnMut(Record<'_>),
+        F: FnMut(Option<Record<'_>>),
     {
         let (mut frames, mut bytes, mut since_clock) = (0u64, 0u64, 0u32);
         let mut last_stats = Instant::now();
@@ -198,7 +199,7 @@ impl LiveCapture {
                     let rec = Record::from_packet(&packet);
                     frames += 1;
                     bytes += rec.data.len() as u64;
-                    f(rec);
+                    f(Some(rec));
                     since_clock += 1;
                     if since_clock < PUBLISH_EVERY {
                         continue;
@@ -206,6 +207,7 @@ impl LiveCapture {
                     since_clock = 0;
                 }
                 Err(pcap::Error::TimeoutExpired) => {
+                    f(None);
                     match sys::poll_readable(self.cap.as_fd(), self.poll_ms) {
                         Ok(_) => {}
                         Err(e) => break Err(self.read_err(format!("poll: {e}"))),

@@ -465,6 +465,7 @@ fn live_capture_on_loopback() {
         let mut markers = HashSet::new();
         let stats = cap
             .run(&flag, |rec| {
+                let Some(rec) = rec else { return };
                 assert_eq!(rec.data.len() as u32, rec.orig_len);
                 let now = now_micros();
                 assert!(rec.ts_micros <= now && now - rec.ts_micros < 60_000_000);

@@ -161,6 +161,11 @@ impl Shared {
         (Target::Nobody, ReqKind::default())
     }
 
+    /// True when a request waits for a response (or a forced-out request's response is due).
+    fn awaits_response(&self) -> bool {
+        !self.ghosts.is_empty() || self.queue.iter().any(|e| !e.resp_assigned && !e.no_resp)
+    }
+
     /// The response stream lost its framing: no waiting request can be paired with certainty.
     fn server_resync(&mut self) {
         for e in &mut self.queue {
@@ -558,6 +563,11 @@ impl RespDir {
         RespDir { head: HeadReader::default(), state, cur: None, cur_mem: 0 }
     }
 
+    /// Between responses: nothing of a response is buffered or being read.
+    fn at_boundary(&self) -> bool {
+        matches!(self.state, SState::Head(_)) && self.head.is_empty()
+    }
+
     fn count(&mut self, n: u64, gap: bool) {
         if let Some((_, r)) = &mut self.cur {
             r.body_len += n;
@@ -834,7 +844,15 @@ pub struct Conversation {
     /// Per direction, the first bytes while it is not yet known whether a PROXY header starts it;
     /// `None` once decided.
     preamble: [Option<Vec<u8>>; 2],
+    /// Server bytes that started a response while no request waited for one, and their time.
+    early_response: Vec<u8>,
+    early_ts: u64,
+    /// Per direction: its next data answers bytes of the other direction still to come.
+    ahead: [bool; 2],
 }
+
+/// Server bytes held for a request that has not been parsed yet, at most.
+const MAX_EARLY_RESPONSE: usize = 64 << 10;
 
 impl Conversation {
     /// A new conversation. `client_hint` is the peer that sent the SYN, when known; without it the
@@ -856,6 +874,9 @@ impl Conversation {
             ended: [false; 2],
             finished: false,
             preamble: [Some(Vec::new()), Some(Vec::new())],
+            early_response: Vec::new(),
+            early_ts: 0,
+            ahead: [false; 2],
         }
     }
 
@@ -901,6 +922,26 @@ impl Conversation {
         }
     }
 
+    /// The next bytes from `from` acknowledge bytes of the other direction that were not delivered
+    /// yet (the mirror reordered the directions): a response that arrives before its request is then
+    /// kept until the request is parsed, instead of being dropped as unexpected.
+    pub fn on_ahead(&mut self, from: Peer) {
+        self.ahead[from.idx()] = true;
+    }
+
+    /// Feeds the server bytes that arrived before any request was waiting for them.
+    fn release_early_response(&mut self, ts: u64) {
+        self.ahead = [false; 2];
+        if self.early_response.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.early_response);
+        let server = self.sh.client.map(|c| c.other().idx());
+        if let Some(Dir::Resp(r)) = server.map(|s| &mut self.dirs[s]) {
+            r.feed(&held, self.early_ts.min(ts), &mut self.sh);
+        }
+    }
+
     /// Feeds bytes still held while probing for a PROXY header, before a gap, end or finish.
     fn flush_preamble(&mut self, from: Peer, ts: u64) {
         if let Some(held) = self.preamble[from.idx()].take() {
@@ -915,9 +956,24 @@ impl Conversation {
             return;
         }
         let fed = match &mut self.dirs[d] {
-            Dir::Req(r) => r.feed(data, ts, &mut self.sh),
+            Dir::Req(r) => {
+                let fed = r.feed(data, ts, &mut self.sh);
+                self.release_early_response(ts);
+                fed
+            }
             Dir::Resp(r) => {
-                r.feed(data, ts, &mut self.sh);
+                let early = self.ahead[d] && r.at_boundary() && !self.sh.awaits_response();
+                if early && self.early_response.len() + data.len() <= MAX_EARLY_RESPONSE {
+                    // The response overtook its request (the two directions take different paths):
+                    // keep it until the request is parsed.
+                    self.early_response.extend_from_slice(data);
+                    self.early_ts = ts;
+                    return;
+                }
+                self.release_early_response(ts);
+                if let Dir::Resp(r) = &mut self.dirs[d] {
+                    r.feed(data, ts, &mut self.sh);
+                }
                 Fed::Ok
             }
             Dir::Off => Fed::Ok,
@@ -937,6 +993,7 @@ impl Conversation {
     /// `len` bytes of the `from` direction are lost and will never come.
     pub fn on_gap(&mut self, from: Peer, len: u64, ts: u64) {
         self.flush_preamble(from, ts);
+        self.release_early_response(ts);
         self.sh.seen[from.idx()] = true;
         if self.finished || self.ended[from.idx()] || len == 0 {
             return;
@@ -958,6 +1015,7 @@ impl Conversation {
 
     fn end_dir(&mut self, from: Peer, ts: u64) {
         self.flush_preamble(from, ts);
+        self.release_early_response(ts);
         let d = from.idx();
         if self.finished || self.ended[d] {
             return;
@@ -1012,7 +1070,8 @@ impl Conversation {
             })
             .sum();
         let queued: usize = self.sh.queue.iter().map(Entry::mem).sum();
-        let held: usize = self.preamble.iter().flatten().map(Vec::len).sum();
+        let held: usize =
+            self.preamble.iter().flatten().map(Vec::len).sum::<usize>() + self.early_response.len();
         dirs + queued + held + self.sh.out_mem
     }
 

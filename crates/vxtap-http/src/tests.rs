@@ -1202,3 +1202,32 @@ fn resync_finds_a_request_line_glued_to_the_end_of_a_body() {
     assert_eq!((t[0].request.method.as_slice(), t[0].request.body.as_slice()), (&b"PUT"[..], &b"{}{}"[..]));
     assert_eq!(t[1].request.target, b"/p");
 }
+
+#[test]
+fn a_response_that_overtakes_its_request_is_paired_when_the_request_comes() {
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_ahead(B);
+    c.on_data(B, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", 1);
+    c.on_data(A, b"POST /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nz", 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].response.as_ref().map(|r| r.status), Some(201));
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+    assert_eq!(c.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_response_to_no_request_is_still_dropped_and_counted_at_the_end() {
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_ahead(B);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1);
+    c.finish(2);
+    let out = drain(&mut c);
+    assert!(txs(&out).is_empty());
+    assert_eq!(anomalies(&out), vec![Anomaly::UnexpectedResponse]);
+}

@@ -52,7 +52,16 @@ impl<H: StreamHandler> Flow<H> {
             return Some(CloseReason::Rst);
         }
         if h.flags.contains(TcpFlags::ACK) {
-            self.streams[dir.other().index()].ack(h.ack);
+            let other = &mut self.streams[dir.other().index()];
+            if !seg.payload.is_empty() && other.lags(h.ack) {
+                self.handler.on_ahead(dir, sink);
+            }
+            other.ack(h.ack);
+            if h.flags.contains(TcpFlags::SYN) {
+                // A SYN-ACK acknowledges the client's ISN: the client stream's start, even when the
+                // client's SYN was not captured and its first data segments arrive out of order.
+                other.start_at(h.ack);
+            }
         }
         let stream = &mut self.streams[dir.index()];
         stream.seen = true;

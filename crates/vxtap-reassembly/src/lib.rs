@@ -36,7 +36,7 @@ mod flow;
 mod stream;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
@@ -142,6 +142,10 @@ pub trait StreamHandler {
 
     /// A packet (possibly without payload) was seen in `dir`.
     fn on_packet(&mut self, _dir: Dir, _sink: &mut Self::Sink) {}
+    /// The segment from `dir` about to be delivered acknowledges bytes of the other direction that
+    /// have not been delivered yet: the mirror reordered the two directions (a response overtook
+    /// its request).
+    fn on_ahead(&mut self, _dir: Dir, _sink: &mut Self::Sink) {}
     /// The next contiguous bytes of `dir`.
     fn on_data(&mut self, dir: Dir, data: &[u8], ts: u64, sink: &mut Self::Sink);
     /// `len` bytes of `dir` are lost: they will never be delivered.
@@ -221,6 +225,9 @@ pub struct ReassemblyStats {
     pub stray: u64,
 }
 
+/// Closed connections remembered at once (beyond it the oldest are forgotten early).
+const MAX_TOMBSTONES: usize = 65_536;
+
 impl ReassemblyStats {
     /// Adds another table's counters to these (summing over workers).
     pub fn add(&mut self, other: &ReassemblyStats) {
@@ -267,6 +274,10 @@ pub struct FlowTable<H> {
     /// foldhash: several times cheaper than SipHash on these keys, and randomly seeded per table, so
     /// addresses chosen by an attacker cannot be aimed at one bucket.
     flows: HashMap<FlowKey, Box<Flow<H>>, foldhash::fast::RandomState>,
+    /// Connections closed by FIN or RST, with when: late duplicates of their segments are ignored
+    /// instead of opening a flow that would emit a request again.
+    closed: HashMap<FlowKey, u64, foldhash::fast::RandomState>,
+    closed_order: VecDeque<(u64, FlowKey)>,
     /// (deadline, key): lazily maintained; an entry whose flow moved on is re-queued when popped.
     timers: BinaryHeap<Reverse<(u64, FlowKey)>>,
     memory: usize,
@@ -285,6 +296,8 @@ impl<H: StreamHandler> FlowTable<H> {
         FlowTable {
             cfg,
             flows: HashMap::default(),
+            closed: HashMap::default(),
+            closed_order: VecDeque::new(),
             timers: BinaryHeap::new(),
             memory: 0,
             stats: ReassemblyStats::default(),
@@ -305,10 +318,16 @@ impl<H: StreamHandler> FlowTable<H> {
         let (key, forward) = FlowKey::of(&seg.header);
         if !self.flows.contains_key(&key) {
             let h = &seg.header;
-            if seg.payload.is_empty() && h.missing == 0 && !h.flags.contains(TcpFlags::SYN) {
-                // A bare ACK, FIN or RST opens nothing: typically the last ACK of a closed connection.
+            let syn = h.flags.contains(TcpFlags::SYN);
+            let bare = seg.payload.is_empty() && h.missing == 0;
+            // A bare ACK, FIN or RST opens nothing (typically the last ACK of a closed connection), and
+            // neither does a late copy of a segment of a connection that closed moments ago.
+            if (bare && !syn) || (!syn && self.recently_closed(&key)) {
                 self.stats.stray += 1;
                 return;
+            }
+            if syn {
+                self.closed.remove(&key);
             }
             if self.flows.len() >= self.cfg.max_flows {
                 self.evict_oldest(None, sink);
@@ -390,8 +409,28 @@ impl<H: StreamHandler> FlowTable<H> {
         &self.stats
     }
 
+    /// True when `key` closed by FIN or RST within the closing timeout.
+    fn recently_closed(&mut self, key: &FlowKey) -> bool {
+        while let Some(&(at, old)) = self.closed_order.front() {
+            if self.now.saturating_sub(at) < self.cfg.closing_timeout_us
+                && self.closed_order.len() <= MAX_TOMBSTONES
+            {
+                break;
+            }
+            self.closed_order.pop_front();
+            if self.closed.get(&old) == Some(&at) {
+                self.closed.remove(&old);
+            }
+        }
+        self.closed.contains_key(key)
+    }
+
     fn remove(&mut self, key: &FlowKey, reason: CloseReason, sink: &mut H::Sink) {
         let Some(mut flow) = self.flows.remove(key) else { return };
+        if matches!(reason, CloseReason::Fin | CloseReason::Rst) {
+            self.closed.insert(*key, self.now);
+            self.closed_order.push_back((self.now, *key));
+        }
         let memory = flow.memory();
         flow.close(self.now, reason, &mut self.stats, sink);
         self.memory = self.memory.saturating_sub(memory + Self::FLOW_OVERHEAD);

@@ -47,6 +47,11 @@ impl Stream {
         !self.ooo.is_empty()
     }
 
+    /// True when `ack` covers bytes of this stream that were not delivered yet.
+    pub(crate) fn lags(&self, ack: u32) -> bool {
+        self.next_seq.is_some_and(|next| (ack.wrapping_sub(next) as i32) > 0)
+    }
+
     /// Records an acknowledgment of this stream by the receiver.
     pub(crate) fn ack(&mut self, ack: u32) {
         match self.acked {
@@ -61,6 +66,13 @@ impl Stream {
         match (self.acked, self.next_seq) {
             (Some(ack), Some(next)) => (ack.wrapping_sub(next) as i32) <= 0,
             _ => false,
+        }
+    }
+
+    /// Sets where the stream starts when nothing fixed it yet (its SYN was not seen).
+    pub(crate) fn start_at(&mut self, seq: u32) {
+        if self.next_seq.is_none() {
+            self.next_seq = Some(seq);
         }
     }
 

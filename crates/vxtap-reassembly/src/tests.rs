@@ -387,3 +387,31 @@ fn a_hole_the_receiver_still_waits_for_outlives_the_reorder_timeout() {
     t.advance(9_000, &mut s);
     assert_eq!(t.stats().gaps, 1);
 }
+
+#[test]
+fn a_late_duplicate_after_close_opens_no_new_flow_but_a_new_syn_does() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 2);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), b"", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 19, ack().union(TcpFlags::FIN)), b"", 3);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), b"", 4);
+    assert!(t.is_empty());
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 5);
+    assert!(t.is_empty(), "a duplicate of the closed connection's data");
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 5000, TcpFlags::SYN), b"", 6);
+    assert_eq!(t.len(), 1, "the port reused by a new connection");
+}
+
+#[test]
+fn syn_ack_gives_the_client_stream_start_when_the_syn_was_lost() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    let mut syn_ack = header(SERVER, CLIENT, 7000, TcpFlags::SYN.union(ack()));
+    syn_ack.ack = 101;
+    feed(&mut t, &mut s, syn_ack, b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 104, ack()), b"def", 2);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 101, ack()), b"abc", 3);
+    assert_eq!(data_of(&s, Dir::B), b"abcdef");
+}

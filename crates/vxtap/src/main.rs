@@ -217,13 +217,9 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
         let flag = intake_stop.clone();
         inputs.push(spawn("vxtap-iface", move || {
             let link = capture.link_type();
-            let mut last_flush = Instant::now();
-            let stats = capture.run(&flag, |rec| {
-                input.frame(link, rec.data, rec.ts_micros);
-                if last_flush.elapsed() >= Duration::from_millis(10) {
-                    input.flush();
-                    last_flush = Instant::now();
-                }
+            let stats = capture.run(&flag, |rec| match rec {
+                Some(rec) => input.frame(link, rec.data, rec.ts_micros),
+                None => input.flush(),
             })?;
             Ok(serde_json::json!({ "iface": {
                 "frames": stats.frames,
