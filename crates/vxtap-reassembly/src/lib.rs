@@ -322,7 +322,7 @@ impl<H: StreamHandler> FlowTable<H> {
             let bare = seg.payload.is_empty() && h.missing == 0;
             // A bare ACK, FIN or RST opens nothing (typically the last ACK of a closed connection), and
             // neither does a late copy of a segment of a connection that closed moments ago.
-            if (bare && !syn) || (!syn && self.recently_closed(&key)) {
+            if !syn && (bare || self.recently_closed(&key)) {
                 self.stats.stray += 1;
                 return;
             }
