@@ -9,7 +9,7 @@ use vxtap_http::{Header, Transaction};
 use crate::json::{Json, timestamp};
 
 /// Where a transaction came from: the addressing an event reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     /// Flow identifier shared by all events of one connection.
     pub flow_id: u64,
@@ -22,6 +22,27 @@ pub struct Origin {
     /// When a PROXY protocol header named the real client (`src`), the TCP connection's own
     /// endpoints: the proxy (load balancer) and the server it connected to.
     pub proxy: Option<(SocketAddr, SocketAddr)>,
+    /// For HTTP mirror input: the proxy that sent the copy (reported as `mirror` in place of
+    /// `tunnel`).
+    pub mirror: Option<SocketAddr>,
+    /// The event's `hostname` when the input knows better than the Host header (a mirror copy's
+    /// Host without the `-shadow` suffix); `None` derives it from Host.
+    pub hostname: Option<Vec<u8>>,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        Origin {
+            flow_id: 0,
+            src: unspecified,
+            dst: unspecified,
+            tunnel: None,
+            proxy: None,
+            mirror: None,
+            hostname: None,
+        }
+    }
 }
 
 /// Appends one `http` event line for `tx`, then one `alert` line per finding.
@@ -59,6 +80,14 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
         j.str("dest_ip", t.dst.to_string().as_bytes());
         j.close();
     }
+    if let Some(peer) = origin.mirror {
+        j.key("mirror");
+        j.open();
+        j.str("type", b"http");
+        j.str("peer_ip", peer.ip().to_string().as_bytes());
+        j.num("peer_port", u64::from(peer.port()));
+        j.close();
+    }
     if let Some((peer, server)) = origin.proxy {
         j.key("proxy");
         j.open();
@@ -71,7 +100,7 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
     if let Some(finding) = alert {
         write_alert(&mut j, finding);
     }
-    write_http(&mut j, tx);
+    write_http(&mut j, origin, tx);
     j.close();
     out.push(b'\n');
 }
@@ -103,12 +132,14 @@ fn string_array<'v>(j: &mut Json<'_>, key: &str, values: impl Iterator<Item = &'
     j.close_array();
 }
 
-fn write_http(j: &mut Json<'_>, tx: &Transaction) {
+fn write_http(j: &mut Json<'_>, origin: &Origin, tx: &Transaction) {
     let req = &tx.request;
     j.key("http");
     j.open();
-    if let Some(host) = find(&req.headers, b"host") {
-        j.str("hostname", strip_port(host));
+    match (&origin.hostname, find(&req.headers, b"host")) {
+        (Some(name), _) => j.str("hostname", name),
+        (None, Some(host)) => j.str("hostname", strip_port(host)),
+        (None, None) => {}
     }
     j.str("url", &req.target);
     j.str("http_method", &req.method);
@@ -121,6 +152,9 @@ fn write_http(j: &mut Json<'_>, tx: &Transaction) {
     }
     if let Some(referer) = find(&req.headers, b"referer") {
         j.str("http_refer", referer);
+    }
+    if let Some(id) = find(&req.headers, b"x-request-id") {
+        j.str("request_id", id);
     }
     if let Some(resp) = &tx.response {
         j.num("status", u64::from(resp.status));

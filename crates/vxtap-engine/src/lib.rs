@@ -50,7 +50,7 @@ pub use event::{Origin, write_events};
 /// block for long: it runs on a worker thread.
 pub type RequestHook = Arc<dyn Fn(&Origin, &vxtap_http::Transaction) + Send + Sync>;
 pub use metrics::Metrics;
-pub use worker::Pipeline;
+pub use worker::{Pipeline, RecordSink};
 
 /// What an input does when a worker's queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +166,8 @@ pub struct Engine {
     senders: Vec<Sender<Work>>,
     /// Bytes waiting in each worker's queue.
     queued: Arc<[AtomicUsize]>,
+    event_tx: Sender<Vec<u8>>,
+    hook: Option<RequestHook>,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<io::Result<()>>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -210,7 +212,7 @@ impl Engine {
             senders.push(tx);
         }
         let ticker = if cfg.wall_clock { Some(start_ticker(senders.clone())?) } else { None };
-        Ok(Engine { cfg, senders, queued, workers, writer, ticker, metrics })
+        Ok(Engine { cfg, senders, queued, event_tx, hook, workers, writer, ticker, metrics })
     }
 
     /// A new input handle; each input thread owns one.
@@ -226,6 +228,11 @@ impl Engine {
         }
     }
 
+    /// A sink for whole request records from another input (the HTTP mirror listener).
+    pub fn record_sink(&self) -> RecordSink {
+        RecordSink::new(&self.cfg, self.metrics.clone(), self.event_tx.clone(), self.hook.clone())
+    }
+
     /// The shared counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -239,6 +246,7 @@ impl Engine {
             let _ = handle.join();
         }
         drop(self.senders);
+        drop(self.event_tx);
         let mut result = Ok(());
         for (index, worker) in self.workers.into_iter().enumerate() {
             if worker.join().is_err() && result.is_ok() {

@@ -168,20 +168,20 @@ impl WorkerOutput {
             Peer::A => (info.a, info.b),
             Peer::B => (info.b, info.a),
         };
+        let base = Origin { flow_id: info.flow_id, src, dst, tunnel: info.tunnel, ..Origin::default() };
         let origin = match tx.proxy {
-            Some(p) => Origin {
-                flow_id: info.flow_id,
-                src: p.source,
-                dst: p.destination,
-                tunnel: info.tunnel,
-                proxy: Some((src, dst)),
-            },
-            None => Origin { flow_id: info.flow_id, src, dst, tunnel: info.tunnel, proxy: None },
+            Some(p) => Origin { src: p.source, dst: p.destination, proxy: Some((src, dst)), ..base },
+            None => base,
         };
+        self.record(&origin, tx);
+    }
+
+    /// Detection, events, the request hook and counters for one transaction.
+    pub(crate) fn record(&mut self, origin: &Origin, tx: &Transaction) {
         let findings = self.detector.as_ref().map(|d| d.inspect(&tx.request)).unwrap_or_default();
-        write_events(&mut self.events, &origin, tx, &findings);
+        write_events(&mut self.events, origin, tx, &findings);
         if let Some(hook) = &self.hook {
-            hook(&origin, tx);
+            hook(origin, tx);
         }
         let m = &self.metrics;
         m.requests.fetch_add(1, Relaxed);
@@ -192,6 +192,41 @@ impl WorkerOutput {
         if tx.request.gap {
             m.requests_with_gap.fetch_add(1, Relaxed);
         }
+    }
+}
+
+/// Detection, events, the request hook and counters for request records that arrive whole from an
+/// input other than packets (the HTTP mirror listener): the path packet input takes once its HTTP is
+/// parsed. Drop every sink before [`crate::Engine::finish`].
+pub struct RecordSink {
+    out: WorkerOutput,
+    events: Sender<Vec<u8>>,
+}
+
+impl RecordSink {
+    pub(crate) fn new(
+        cfg: &EngineConfig,
+        metrics: Arc<Metrics>,
+        events: Sender<Vec<u8>>,
+        hook: Option<RequestHook>,
+    ) -> Self {
+        let out = WorkerOutput {
+            events: Vec::new(),
+            scratch: Vec::new(),
+            anomalies: BTreeMap::new(),
+            detector: cfg.detect.then(Detector::builtin),
+            metrics,
+            hook,
+        };
+        RecordSink { out, events }
+    }
+
+    /// Writes the events of one transaction (and hands it to the request hook).
+    pub fn submit(&mut self, origin: &Origin, tx: &Transaction) {
+        self.out.record(origin, tx);
+        let events = std::mem::take(&mut self.out.events);
+        // A closed writer means the run is failing already; its error is reported by finish().
+        let _ = self.events.send(events);
     }
 }
 
