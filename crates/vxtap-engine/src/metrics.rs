@@ -17,6 +17,8 @@ pub struct Metrics {
     pub bytes: AtomicU64,
     decap_errors: [AtomicU64; DecapError::ALL.len()],
     skipped: [AtomicU64; SkipReason::ALL.len()],
+    /// Tunnel datagrams from sources outside `--udp-allow`.
+    pub udp_refused: AtomicU64,
     /// Segments whose ports are outside `--ports`.
     pub port_filtered: AtomicU64,
     /// Segments dropped because a worker's queue was full (live input only).
@@ -138,6 +140,7 @@ impl Metrics {
             "decap_errors": map(&mut self.decap_errors()),
             "skipped": map(&mut self.skips()),
             "port_filtered": self.port_filtered.load(Relaxed),
+            "udp_refused": self.udp_refused.load(Relaxed),
             "segments": r.segments,
             "flows": r.flows,
             "requests": self.requests.load(Relaxed),
@@ -195,6 +198,11 @@ impl Metrics {
             r.overlap_conflicts,
         );
         counter("port_filtered_total", "Segments outside --ports.", self.port_filtered.load(Relaxed));
+        counter(
+            "udp_refused_total",
+            "Tunnel datagrams from sources outside --udp-allow.",
+            self.udp_refused.load(Relaxed),
+        );
         counter("event_bytes_total", "Event bytes written.", self.event_bytes.load(Relaxed));
         counter(
             "event_reopen_failures_total",

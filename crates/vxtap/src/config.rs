@@ -9,6 +9,7 @@ use serde::Deserialize;
 use vxtap_decap::DecapConfig;
 use vxtap_engine::{EngineConfig, Overload};
 use vxtap_http::HttpConfig;
+use vxtap_mirror::{Cidr, MirrorConfig, TlsFiles};
 use vxtap_reassembly::ReassemblyConfig;
 use vxtap_replay::{Pacing, ReplayConfig};
 
@@ -133,6 +134,26 @@ pub struct ListenArgs {
     /// UDP receive threads, each with its own SO_REUSEPORT socket [default: 1]
     #[arg(long, value_name = "N")]
     pub receivers: Option<usize>,
+    /// Accept VXLAN/GENEVE datagrams only from these outer source blocks; others are counted and
+    /// dropped [default: any]
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_delimiter = ',')]
+    pub udp_allow: Option<Vec<String>>,
+    /// HTTP mirror input: accept request copies from nginx `mirror`, Envoy/Istio, Traefik here
+    /// (conventionally port 8445); each is answered 204 at once [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_mirror: Option<SocketAddr>,
+    /// Proxies whose X-Forwarded-For / Forwarded / X-Real-IP / X-Server-Addr headers are believed
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Serve the HTTP mirror only to these peers; others get 403 [default: any]
+    #[arg(long, value_name = "CIDR[,CIDR...]", value_delimiter = ',')]
+    pub http_mirror_allow: Option<Vec<String>>,
+    /// TLS certificate chain (PEM) for an HTTPS mirror listener; needs --http-mirror-tls-key
+    #[arg(long, value_name = "FILE")]
+    pub http_mirror_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the HTTPS mirror listener
+    #[arg(long, value_name = "FILE")]
+    pub http_mirror_tls_key: Option<PathBuf>,
 }
 
 /// The TOML file: every key optional, unknown keys rejected.
@@ -168,6 +189,12 @@ struct ListenFile {
     health: Option<SocketAddr>,
     drain_timeout: Option<u64>,
     receivers: Option<usize>,
+    udp_allow: Option<Vec<String>>,
+    http_mirror: Option<SocketAddr>,
+    trusted_proxies: Option<Vec<String>>,
+    http_mirror_allow: Option<Vec<String>>,
+    http_mirror_tls_cert: Option<PathBuf>,
+    http_mirror_tls_key: Option<PathBuf>,
 }
 
 /// A byte size: a number, or a string such as `16MiB`.
@@ -226,6 +253,17 @@ pub struct Settings {
     pub receivers: usize,
     pub log_format: LogFormat,
     pub replay: Option<ReplayConfig>,
+    pub udp_allow: Vec<Cidr>,
+    pub http_mirror: Option<MirrorConfig>,
+}
+
+/// Parses a list of CIDR blocks (a bare address is a /32 or /128), naming the option on error.
+fn cidrs(option: &str, list: Option<Vec<String>>) -> Result<Vec<Cidr>> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|c| Cidr::parse_list(c).map_err(|e| anyhow::anyhow!("{option}: {e}")))
+        .collect::<Result<Vec<Vec<Cidr>>>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
 fn load_file(path: &Path) -> Result<FileConfig> {
@@ -248,9 +286,30 @@ pub fn resolve(
     let speed = speed.map(str::to_string).or(file.speed.clone());
     let speed = speed.as_deref();
     let lf = file.listen.take().unwrap_or_default();
-    let replay = replay_config(common, &file, speed)?;
     let default_listen = ListenArgs::default();
     let la = listen.unwrap_or(&default_listen);
+    let replay = replay_config(common, &file, speed)?;
+    let http_mirror = match la.http_mirror.or(lf.http_mirror) {
+        None => None,
+        Some(addr) => {
+            let mut m = MirrorConfig::new(addr);
+            m.trusted_proxies =
+                cidrs("--trusted-proxies", la.trusted_proxies.clone().or(lf.trusted_proxies.clone()))?;
+            m.allow =
+                cidrs("--http-mirror-allow", la.http_mirror_allow.clone().or(lf.http_mirror_allow.clone()))?;
+            m.body_limit =
+                usize::try_from(common.body_limit.or(file.body_limit.map(Size::get)).unwrap_or(1 << 20))?;
+            let cert = la.http_mirror_tls_cert.clone().or(lf.http_mirror_tls_cert.clone());
+            let key = la.http_mirror_tls_key.clone().or(lf.http_mirror_tls_key.clone());
+            m.tls = match (cert, key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => bail!("--http-mirror-tls-cert and --http-mirror-tls-key go together"),
+            };
+            Some(m)
+        }
+    };
+    let udp_allow = cidrs("--udp-allow", la.udp_allow.clone().or(lf.udp_allow.clone()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = common.workers.or(file.workers).unwrap_or(cores);
     if workers == 0 {
@@ -296,6 +355,8 @@ pub fn resolve(
         receivers: la.receivers.or(lf.receivers).unwrap_or(1).max(1),
         log_format: common.log_format.or(file.log_format).unwrap_or_default(),
         replay,
+        udp_allow,
+        http_mirror,
     })
 }
 

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
+use std::net::SocketAddr;
 use vxtap_capture::{LiveCapture, LiveOptions, PcapFile, UdpOptions, UdpReceiver};
 use vxtap_engine::{Engine, EventOutput, Metrics, Origin, RequestHook};
 use vxtap_health::{HealthServer, HealthState};
-use vxtap_http::Transaction;
+use vxtap_http::{Peer, Transaction};
+use vxtap_mirror::MirrorServer;
 use vxtap_replay::{ObservedResponse, ReplayClient, ReplayJob};
 
 use config::{Cli, Command, LogFormat, Settings, resolve};
@@ -75,6 +77,8 @@ fn start_replay(settings: &Settings, live: bool) -> Result<(Option<ReplayClient>
     let sender = client.sender();
     let hook: RequestHook = Arc::new(move |origin: &Origin, tx: &Transaction| {
         let mut job = ReplayJob::new(tx.request.clone(), origin.src, origin.dst, tx.request.start_ts);
+        // A mirror copy's forwarding headers were resolved into src/dst: recompute, don't append.
+        job.forwarded_resolved = origin.mirror.is_some();
         job.response = tx.response.as_ref().map(|r| ObservedResponse {
             status: r.status,
             body_len: r.body_len,
@@ -150,8 +154,10 @@ fn run_pcap(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
 /// Runs the live inputs until SIGTERM/SIGINT, then drains: health 503, intake stops, open flows are
 /// flushed, exit within the drain timeout.
 fn run_listen(settings: &Settings) -> Result<ExitCode> {
-    if settings.udp.is_none() && settings.iface.is_none() {
-        return Err(anyhow!("nothing to listen on: give --udp ADDR:PORT and/or --iface NAME"));
+    if settings.udp.is_none() && settings.iface.is_none() && settings.http_mirror.is_none() {
+        return Err(anyhow!(
+            "nothing to listen on: give --udp ADDR:PORT, --iface NAME and/or --http-mirror ADDR:PORT"
+        ));
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -175,6 +181,17 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
             text
         })
     };
+    let mirror = start_mirror(settings, &engine)?;
+    let renderer = {
+        let mirror = mirror.as_ref().map(|(server, _)| server.metrics());
+        Arc::new(move || {
+            let mut text = renderer();
+            if let Some(mirror) = &mirror {
+                text.push_str(&mirror.render_prometheus());
+            }
+            text
+        })
+    };
     let health = HealthServer::start(settings.health, health_state.clone(), renderer)?;
     tracing::info!("health, ping and metrics on http://{}", health.local_addr());
 
@@ -194,9 +211,15 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
             }
             let mut input = engine.dispatcher();
             let flag = intake_stop.clone();
+            let allow = settings.udp_allow.clone();
+            let refused = metrics.clone();
             inputs.push(spawn(&format!("vxtap-udp-{n}"), move || {
                 let stats = receiver.run(&flag, |batch| {
                     for d in batch.iter() {
+                        if !allow.is_empty() && !allow.iter().any(|c| c.contains(d.src.ip())) {
+                            refused.udp_refused.fetch_add(1, Relaxed);
+                            continue;
+                        }
                         input.udp_payload(d.src.ip(), d.dst_ip, d.local_port, d.payload, d.ts_micros);
                     }
                     input.flush();
@@ -248,6 +271,19 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
             Err(_) => input_error = Some(anyhow!("an input thread panicked")),
         }
     }
+    if let Some((server, records)) = mirror {
+        let stats = server.shutdown(deadline.saturating_duration_since(Instant::now()));
+        let _ = records.join();
+        extra.insert(
+            "http_mirror".into(),
+            serde_json::json!({
+                "copies": stats.copies,
+                "answered": stats.answered,
+                "refused": stats.refused,
+                "sink_full": stats.sink_full,
+            }),
+        );
+    }
     let finisher = spawn("vxtap-drain", move || engine.finish().map_err(anyhow::Error::from))?;
     while !finisher.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -267,6 +303,44 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
         Some(err) => Err(err.context("input failed")),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The HTTP mirror listener and the thread that turns its copies into events (and replay jobs),
+/// when `--http-mirror` is given. Copies wait in a bounded queue: when it is full they are dropped
+/// and counted by the listener, which has already answered them.
+fn start_mirror(settings: &Settings, engine: &Engine) -> Result<Option<(MirrorServer, JoinHandle<()>)>> {
+    let Some(cfg) = settings.http_mirror.clone() else { return Ok(None) };
+    for warning in cfg.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let (server, copies) = MirrorServer::start_channel(cfg, MIRROR_QUEUE)?;
+    tracing::info!("HTTP mirror input on {}", server.local_addr());
+    let mut sink = engine.record_sink();
+    let records = spawn("vxtap-mirror-records", move || {
+        for (n, copy) in copies.iter().enumerate() {
+            let origin = Origin {
+                flow_id: mirror_flow_id(copy.peer, n as u64),
+                src: copy.client,
+                dst: copy.server,
+                mirror: Some(copy.peer),
+                hostname: Some(copy.hostname),
+                ..Origin::default()
+            };
+            let tx = Transaction { client: Peer::A, request: copy.request, response: None, proxy: None };
+            sink.submit(&origin, &tx);
+        }
+    })?;
+    Ok(Some((server, records)))
+}
+
+/// Mirrored copies waiting for detection, events and replay.
+const MIRROR_QUEUE: usize = 16_384;
+
+/// A flow id for a mirrored copy: each copy is its own flow (51 bits, like packet flows).
+fn mirror_flow_id(peer: SocketAddr, n: u64) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(peer, n, std::process::id()), &mut h);
+    std::hash::Hasher::finish(&h) & ((1 << 51) - 1)
 }
 
 /// Runs until a stop signal or an input thread ends: keeps the health state true to what intake is
