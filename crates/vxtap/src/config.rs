@@ -40,7 +40,7 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
-        listen: ListenArgs,
+        listen: Box<ListenArgs>,
     },
 }
 
