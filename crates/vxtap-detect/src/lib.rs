@@ -11,8 +11,8 @@
 //! 2. **Normalisation** ([`normalize`]): repeated URL decoding (`+`, `%u`), HTML entities, JS escapes,
 //!    overlong UTF-8, Unicode look-alikes, NUL removal, lower case; rules can also ask for an SQL view
 //!    (comments and whitespace tricks removed) or a path view (`\`, `//`, `/./`, `..;/`).
-//! 3. **Matching**: one Aho-Corasick automaton over every rule's prefilter literals picks the few
-//!    rules worth running on a value; those run their linear-time regex (`regex` crate: no
+//! 3. **Matching**: an Aho-Corasick automaton per kind of value, over the prefilter literals of the
+//!    rules that look at that kind, picks the few rules worth running on a value; those run their linear-time regex (`regex` crate: no
 //!    backtracking, no ReDoS) or their code check (libinjection's SQL / HTML tokenisers, the SSRF
 //!    address classifier). Request-level rules check framing (CL+TE, duplicate CL, folded lines, bad
 //!    header names).
@@ -91,39 +91,50 @@ pub struct Finding {
 pub struct Limits {
     /// Body bytes looked at (from the start). Default 64 KiB.
     pub max_body_bytes: usize,
-    /// Bytes of one value inspected (from its start). Default 8 KiB.
+    /// Bytes of one value inspected (from its start). Default 4 KiB.
     pub max_value_bytes: usize,
-    /// Values (arguments, headers, JSON strings, parts, …) inspected per request. Default 256.
+    /// Values (arguments, headers, JSON strings, parts, …) inspected per request. Default 192.
     pub max_values: usize,
-    /// Total value bytes inspected per request. Default 96 KiB.
+    /// Total value bytes inspected per request. Default 64 KiB.
     pub max_total_bytes: usize,
     /// JSON nesting depth followed for location names; deeper values are still inspected. Default 32.
     pub max_json_depth: usize,
     /// Locations listed per finding. Default 8.
     pub max_locations: usize,
+    /// Bytes that rule engines (regexes, tokenisers) may scan for one request, summed over every rule
+    /// run on every value; past it the request's remaining values are skipped. This is what bounds the
+    /// time of a hostile request that puts every rule's prefilter literal into every value.
+    /// Default 384 KiB.
+    pub max_scan_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 64 << 10,
-            max_value_bytes: 8 << 10,
-            max_values: 256,
-            max_total_bytes: 96 << 10,
+            max_value_bytes: 4 << 10,
+            max_values: 192,
+            max_total_bytes: 64 << 10,
             max_json_depth: 32,
             max_locations: 8,
+            max_scan_bytes: 384 << 10,
         }
     }
 }
 
+/// The prefilter of one kind of value: an automaton over the literals of the rules that target it.
+struct KindFilter {
+    automaton: AhoCorasick,
+    /// Pattern id → rule indices.
+    literal_rules: Vec<Vec<u16>>,
+    /// Rules without literals that target this kind, run on every such value.
+    always: Vec<u16>,
+}
+
 struct Inner {
     rules: Vec<Rule>,
-    /// Prefilter automaton over every regex rule's literals.
-    prefilter: AhoCorasick,
-    /// Pattern id of `prefilter` → rule indices.
-    literal_rules: Vec<Vec<u16>>,
-    /// Value rules without literals (code checks), run on every value of their targets.
-    always: Vec<u16>,
+    /// One prefilter per [`Kind`], indexed by `Kind as usize`.
+    filters: Vec<KindFilter>,
     /// Request-level (protocol) rules.
     request_rules: Vec<u16>,
 }
@@ -138,7 +149,10 @@ pub struct Detector {
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Detector").field("rules", &self.inner.rules.len()).field("limits", &self.limits).finish()
+        f.debug_struct("Detector")
+            .field("rules", &self.inner.rules.len())
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -248,14 +262,16 @@ impl Detector {
         let values = extract::collect(request, &self.limits);
         let mut candidates: Vec<u16> = Vec::with_capacity(16);
         let mut seen = vec![false; inner.rules.len()];
-        for v in &values {
+        let mut scan_budget = self.limits.max_scan_bytes;
+        'values: for v in &values {
             let (norm, _info) = normalize::normalize(&v.raw, v.kind.plus_is_space());
             if norm.is_empty() {
                 continue;
             }
+            let filter = &inner.filters[v.kind as usize];
             candidates.clear();
-            for m in inner.prefilter.find_overlapping_iter(norm.as_str()) {
-                for &ri in &inner.literal_rules[m.pattern().as_usize()] {
+            for m in filter.automaton.find_overlapping_iter(norm.as_str()) {
+                for &ri in &filter.literal_rules[m.pattern().as_usize()] {
                     if !seen[ri as usize] {
                         seen[ri as usize] = true;
                         candidates.push(ri);
@@ -265,32 +281,32 @@ impl Detector {
             for &ri in &candidates {
                 seen[ri as usize] = false;
             }
-            candidates.extend_from_slice(&inner.always);
+            candidates.extend_from_slice(&filter.always);
             let mut prep = Prepared { norm, sql: None, path: None, markup: None };
             for &ri in &candidates {
                 let rule = &inner.rules[ri as usize];
-                if rule.targets & v.kind.bit() == 0 {
+                if matches!(v.kind, Kind::Header | Kind::StdHeader)
+                    && ((!rule.headers.is_empty() && !rule.headers.iter().any(|h| v.is_header(h)))
+                        || rule.skip_headers.iter().any(|h| v.is_header(h)))
+                {
                     continue;
                 }
-                if matches!(v.kind, Kind::Header | Kind::StdHeader) {
-                    let name = v.loc.strip_prefix("headers.").unwrap_or(&v.loc);
-                    if (!rule.headers.is_empty() && !rule.headers.iter().any(|h| h == name))
-                        || rule.skip_headers.iter().any(|h| h == name)
-                    {
-                        continue;
-                    }
+                let cost = prep.norm.len() + 16;
+                if cost > scan_budget {
+                    break 'values;
                 }
+                scan_budget -= cost;
                 match &rule.engine {
                     Engine::Regex(re) => {
                         let text = prep.view(rule.view);
                         if let Some(m) = re.find(text.as_bytes()) {
-                            add(ri, v.loc.clone(), &|| builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())));
+                            add(ri, v.loc(), &|| builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())));
                         }
                     }
                     Engine::Special(s) => {
                         let text = prep.view(rule.view);
                         if let Some(frag) = s.run(&v.raw, text) {
-                            add(ri, v.loc.clone(), &|| frag.clone());
+                            add(ri, v.loc(), &|| frag.clone());
                         }
                     }
                     Engine::Protocol(_) => {}
@@ -305,16 +321,25 @@ impl Detector {
 
 impl Inner {
     fn new(rules: Vec<Rule>) -> Inner {
-        let mut literals: Vec<String> = Vec::new();
-        let mut literal_rules: Vec<Vec<u16>> = Vec::new();
-        let mut always = Vec::new();
-        let mut request_rules = Vec::new();
-        for (i, r) in rules.iter().enumerate() {
-            let i = i as u16;
-            match r.engine {
-                Engine::Protocol(_) => request_rules.push(i),
-                _ if r.prefilter.is_empty() => always.push(i),
-                _ => {
+        let request_rules = (0..rules.len())
+            .filter(|&i| matches!(rules[i].engine, Engine::Protocol(_)))
+            .map(|i| i as u16)
+            .collect();
+        let filters = Kind::ALL
+            .iter()
+            .map(|kind| {
+                let mut literals: Vec<String> = Vec::new();
+                let mut literal_rules: Vec<Vec<u16>> = Vec::new();
+                let mut always = Vec::new();
+                for (i, r) in rules.iter().enumerate() {
+                    if matches!(r.engine, Engine::Protocol(_)) || r.targets & kind.bit() == 0 {
+                        continue;
+                    }
+                    let i = i as u16;
+                    if r.prefilter.is_empty() {
+                        always.push(i);
+                        continue;
+                    }
                     for lit in &r.prefilter {
                         match literals.iter().position(|l| l == lit) {
                             Some(p) => literal_rules[p].push(i),
@@ -325,15 +350,16 @@ impl Inner {
                         }
                     }
                 }
-            }
-        }
-        let prefilter = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&literals)
-            .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&literals))
-            .unwrap_or_else(|e| panic!("prefilter automaton: {e}"));
-        Inner { rules, prefilter, literal_rules, always, request_rules }
+                let automaton = AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&literals)
+                    .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&literals))
+                    .unwrap_or_else(|e| panic!("prefilter automaton: {e}"));
+                KindFilter { automaton, literal_rules, always }
+            })
+            .collect();
+        Inner { rules, filters, request_rules }
     }
 }
 

@@ -1,0 +1,511 @@
+//! Normalisers: turn a value as sent into the form the rules match, undoing the encodings attackers use
+//! to hide a payload from a naive matcher.
+//!
+//! Every function is linear in its input and allocates at most its output.
+
+/// Most decoding rounds (URL, `%u`, HTML entities, JS escapes) applied to one value: `%252e` takes two.
+pub const DECODE_ROUNDS: usize = 4;
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn hex_n(s: &[u8]) -> Option<u32> {
+    s.iter().try_fold(0u32, |acc, &b| Some(acc * 16 + u32::from(hex_val(b)?)))
+}
+
+fn push_char(out: &mut Vec<u8>, cp: u32) {
+    let c = char::from_u32(cp).unwrap_or('\u{fffd}');
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// One round of percent-decoding: `%XX`, IIS `%uXXXX`, and `+` as a space when `plus` is set.
+/// Malformed escapes are kept as they are.
+pub fn url_decode_once(input: &[u8], plus: bool, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' {
+            if let Some(v) = input.get(i + 1..i + 3).and_then(hex_n) {
+                out.push(v as u8);
+                i += 3;
+                continue;
+            }
+            if matches!(input.get(i + 1), Some(b'u' | b'U'))
+                && let Some(v) = input.get(i + 2..i + 6).and_then(hex_n)
+            {
+                push_char(out, v);
+                i += 6;
+                continue;
+            }
+        } else if b == b'+' && plus {
+            out.push(b' ');
+            i += 1;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+/// Named HTML entities that matter for attack payloads (the characters of markup, quotes, separators).
+const ENTITIES: &[(&[u8], u8)] = &[
+    (b"lt", b'<'),
+    (b"gt", b'>'),
+    (b"amp", b'&'),
+    (b"quot", b'"'),
+    (b"apos", b'\''),
+    (b"sol", b'/'),
+    (b"bsol", b'\\'),
+    (b"lpar", b'('),
+    (b"rpar", b')'),
+    (b"colon", b':'),
+    (b"semi", b';'),
+    (b"comma", b','),
+    (b"period", b'.'),
+    (b"equals", b'='),
+    (b"tab", b'\t'),
+    (b"newline", b'\n'),
+    (b"nbsp", b' '),
+    (b"grave", b'`'),
+    (b"lsqb", b'['),
+    (b"rsqb", b']'),
+    (b"lcub", b'{'),
+    (b"rcub", b'}'),
+    (b"excl", b'!'),
+    (b"num", b'#'),
+    (b"dollar", b'$'),
+    (b"percnt", b'%'),
+    (b"ast", b'*'),
+    (b"plus", b'+'),
+    (b"verbar", b'|'),
+];
+
+/// One round of HTML entity decoding: `&#60;`, `&#x3c;` (with or without `;`, any number of leading
+/// zeros) and the named entities of markup characters.
+pub fn html_decode_once(input: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'&'
+            && let Some((cp, len)) = parse_entity(&input[i..])
+        {
+            push_char(out, cp);
+            i += len;
+            continue;
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+}
+
+fn parse_entity(s: &[u8]) -> Option<(u32, usize)> {
+    if s.get(1) == Some(&b'#') {
+        let (hex, start) = if matches!(s.get(2), Some(b'x' | b'X')) { (true, 3) } else { (false, 2) };
+        let mut j = start;
+        let mut v: u32 = 0;
+        while j < s.len() && j - start < 12 {
+            let d = if hex { hex_val(s[j]) } else { s[j].is_ascii_digit().then(|| s[j] - b'0') };
+            let Some(d) = d else { break };
+            v = v.saturating_mul(if hex { 16 } else { 10 }).saturating_add(u32::from(d));
+            j += 1;
+        }
+        if j == start {
+            return None;
+        }
+        if s.get(j) == Some(&b';') {
+            j += 1;
+        }
+        return Some((if v > 0x10ffff { 0xfffd } else { v }, j));
+    }
+    let end = s.iter().take(10).position(|&b| b == b';')?;
+    let name = &s[1..end];
+    ENTITIES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, c)| (u32::from(c), end + 1))
+}
+
+/// One round of JavaScript / C escapes: `\xHH`, `\uHHHH`, `\u{H…}`, `\n`, `\r`, `\t`. Other
+/// backslashes stay.
+pub fn js_decode_once(input: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'\\' {
+            match input.get(i + 1) {
+                Some(b'x' | b'X') => {
+                    if let Some(v) = input.get(i + 2..i + 4).and_then(hex_n) {
+                        out.push(v as u8);
+                        i += 4;
+                        continue;
+                    }
+                }
+                Some(b'u' | b'U') => {
+                    if input.get(i + 2) == Some(&b'{')
+                        && let Some(close) = input[i + 3..].iter().take(7).position(|&b| b == b'}')
+                        && let Some(v) = hex_n(&input[i + 3..i + 3 + close])
+                    {
+                        push_char(out, v);
+                        i += 4 + close;
+                        continue;
+                    }
+                    if let Some(v) = input.get(i + 2..i + 6).and_then(hex_n) {
+                        push_char(out, v);
+                        i += 6;
+                        continue;
+                    }
+                }
+                // \n \r \t as written in shell and JS payloads (`\nid\n`); a Windows path like
+                // `c:\new` becomes odd but no rule looks for a path after a newline
+                Some(b'n') => {
+                    out.push(b'\n');
+                    i += 2;
+                    continue;
+                }
+                Some(b'r') => {
+                    out.push(b'\r');
+                    i += 2;
+                    continue;
+                }
+                Some(b't') => {
+                    out.push(b'\t');
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+}
+
+/// Decodes overlong UTF-8 forms of ASCII (`C0 AE` → `.`, `E0 80 AF` → `/`, `F0 80 80 AF` → `/`, up to
+/// the 6-byte `FC 80 80 80 80 AF`), the classic way past a decoder that checks for `../` before
+/// decoding; also the IIS forms with an invalid continuation byte that decode to `.`, `/` or `\`
+/// (`C1 1C` → `\`, `C0 2F` → `/`). Other bytes are kept.
+pub fn overlong_decode(input: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(input.len());
+    let mut i = 0;
+    let cont = |b: Option<&u8>| b.is_some_and(|&b| b & 0xc0 == 0x80);
+    while i < input.len() {
+        let b = input[i];
+        if (b == 0xc0 || b == 0xc1) && i + 1 < input.len() {
+            let c = input[i + 1];
+            let v = ((b & 0x01) << 6) | (c & 0x3f);
+            if c & 0xc0 == 0x80 || matches!(v, b'.' | b'/' | b'\\') {
+                out.push(v);
+                i += 2;
+                continue;
+            }
+        }
+        // E0 / F0 / F8 / FC lead bytes followed by 0x80 padding bytes and a final continuation byte
+        let extra = match b {
+            0xe0 => 2,
+            0xf0 => 3,
+            0xf8 => 4,
+            0xfc => 5,
+            _ => 0,
+        };
+        if extra > 0
+            && i + extra < input.len()
+            && input[i + 1..i + extra].iter().all(|&c| c == 0x80 || (extra == 2 && c & 0xe0 == 0x80))
+            && cont(input.get(i + extra))
+        {
+            let mut cp: u32 = 0;
+            for &c in &input[i + 1..=i + extra] {
+                cp = (cp << 6) | u32::from(c & 0x3f);
+            }
+            if cp < 0x80 {
+                out.push(cp as u8);
+                i += extra + 1;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+/// Maps a character to the ASCII character it is confused with (full-width forms, look-alike slashes
+/// and dots), lower-cased.
+fn fold_char(c: char) -> Option<char> {
+    let cp = c as u32;
+    Some(match cp {
+        0xff01..=0xff5e => char::from_u32(cp - 0xff01 + 0x21)?.to_ascii_lowercase(),
+        0x2215 | 0x2044 | 0x29f8 => '/',
+        0x2216 | 0xfe68 | 0x29f9 => '\\',
+        0x2024 | 0xfe52 | 0x3002 | 0xff61 | 0xfe12 => '.',
+        0x2460..=0x2468 => char::from_u32(cp - 0x2460 + u32::from(b'1'))?,
+        0x2776..=0x277e => char::from_u32(cp - 0x2776 + u32::from(b'1'))?,
+        0x24ea | 0x24ff => '0',
+        0x02bc | 0x2018 | 0x2019 | 0x2032 => '\'',
+        0x201c | 0x201d | 0x2033 => '"',
+        0x2039 | 0xfe64 | 0x3008 => '<',
+        0x203a | 0xfe65 | 0x3009 => '>',
+        0x00a0 | 0x2000..=0x200a | 0x3000 | 0x205f => ' ',
+        0x200b..=0x200d | 0xfeff | 0x00ad => return None,
+        _ => c.to_lowercase().next().unwrap_or(c),
+    })
+}
+
+/// Statistics of one normalisation, for rules that look at how a value was encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NormInfo {
+    /// Decoding rounds that changed the value (2 or more is double encoding).
+    pub rounds: u8,
+    /// A NUL byte was present (and removed).
+    pub nul: bool,
+}
+
+/// Full normalisation of one value: repeated URL / `%u` / HTML-entity / JS-escape decoding until nothing
+/// changes (at most [`DECODE_ROUNDS`]), overlong UTF-8, NUL removal, Unicode look-alike folding and
+/// lower-casing. `plus` says whether `+` means a space (query strings and form bodies). Invalid UTF-8
+/// becomes U+FFFD.
+pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
+    let mut info = NormInfo::default();
+    // Fast path: nothing to decode and plain ASCII.
+    if !input.iter().any(|&b| matches!(b, b'%' | b'&' | b'\\' | b'+' | 0) || b >= 0x80) {
+        let mut s = String::with_capacity(input.len());
+        s.extend(input.iter().map(|&b| b.to_ascii_lowercase() as char));
+        return (s, info);
+    }
+    let mut cur = input.to_vec();
+    let mut tmp = Vec::with_capacity(input.len());
+    for round in 0..DECODE_ROUNDS {
+        let before = cur.len();
+        let mut changed = false;
+        if memchr::memchr(b'%', &cur).is_some()
+            || (plus && round == 0 && memchr::memchr(b'+', &cur).is_some())
+        {
+            url_decode_once(&cur, plus && round == 0, &mut tmp);
+            if tmp != cur {
+                std::mem::swap(&mut cur, &mut tmp);
+                changed = true;
+            }
+        }
+        if memchr::memchr(b'&', &cur).is_some() {
+            html_decode_once(&cur, &mut tmp);
+            if tmp.len() != cur.len() {
+                std::mem::swap(&mut cur, &mut tmp);
+                changed = true;
+            }
+        }
+        if memchr::memchr(b'\\', &cur).is_some() {
+            js_decode_once(&cur, &mut tmp);
+            if tmp.len() != cur.len() {
+                std::mem::swap(&mut cur, &mut tmp);
+                changed = true;
+            }
+        }
+        if cur.iter().any(|&b| matches!(b, 0xc0 | 0xc1 | 0xe0 | 0xf0 | 0xf8 | 0xfc)) {
+            overlong_decode(&cur, &mut tmp);
+            if tmp.len() != cur.len() {
+                std::mem::swap(&mut cur, &mut tmp);
+                changed = true;
+            }
+        }
+        let _ = before;
+        if !changed {
+            break;
+        }
+        info.rounds += 1;
+    }
+    if memchr::memchr(0, &cur).is_some() {
+        info.nul = true;
+        cur.retain(|&b| b != 0);
+    }
+    let text = String::from_utf8_lossy(&cur);
+    let mut s = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            s.push(c.to_ascii_lowercase());
+        } else if let Some(f) = fold_char(c) {
+            s.push(f);
+        }
+    }
+    (s, info)
+}
+
+/// SQL view of a normalised value: `/* comments */` become a space, MySQL executable comments
+/// `/*!50000 x */` keep their content, and every run of whitespace (including vertical tab, form feed,
+/// and the `%a0` no-break space) becomes one space.
+pub fn sql_view(norm: &str) -> String {
+    let b = norm.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let mut last_space = false;
+    while i < b.len() {
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            let end = memchr::memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
+            if b.get(i + 2) == Some(&b'!') {
+                // executable comment: keep the body without its version number
+                let mut j = i + 3;
+                while j < end && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let body_end = end.saturating_sub(2).max(j);
+                if !last_space {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(&b[j..body_end.min(b.len())]);
+                out.push(b' ');
+                last_space = true;
+            } else if !last_space {
+                out.push(b' ');
+                last_space = true;
+            }
+            i = end;
+            continue;
+        }
+        let c = b[i];
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            if !last_space {
+                out.push(b' ');
+                last_space = true;
+            }
+        } else {
+            out.push(c);
+            last_space = false;
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Path view of a normalised value: `\` becomes `/`, runs of `/` collapse, `/./` segments go, and
+/// Tomcat's `;param` path parameters inside a segment are dropped (`..;/` is `../`).
+pub fn path_view(norm: &str) -> String {
+    let mut out = String::with_capacity(norm.len());
+    let hexed;
+    let norm = if norm.contains("0x") {
+        hexed = norm.replace("0x2e", ".").replace("0x2f", "/").replace("0x5c", "/");
+        hexed.as_str()
+    } else {
+        norm
+    };
+    let b = norm.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = if b[i] == b'\\' { '/' } else { b[i] as char };
+        if c == '/' {
+            if out.ends_with('/') {
+                i += 1;
+                continue;
+            }
+            if out.ends_with("/.") {
+                out.pop();
+                i += 1;
+                continue;
+            }
+        }
+        if c == ';' && out.ends_with("..") {
+            // skip ";jsessionid=x" up to the next slash
+            while i < b.len() && b[i] != b'/' && b[i] != b'\\' {
+                i += 1;
+            }
+            continue;
+        }
+        if b[i] < 0x80 {
+            out.push(c);
+            i += 1;
+        } else {
+            let ch = norm[i..].chars().next().unwrap_or('\u{fffd}');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+/// XSS view: tab, CR and LF removed (browsers drop them inside URL schemes such as `java\tscript:`).
+pub fn markup_view(norm: &str) -> String {
+    norm.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        normalize(s.as_bytes(), true).0
+    }
+
+    #[test]
+    fn url_decoding_repeated_plus_and_u() {
+        assert_eq!(n("%2527%20OR%201%3D1"), "' or 1=1");
+        assert_eq!(n("a+b"), "a b");
+        assert_eq!(n("%u003cscript%u003e"), "<script>");
+        assert_eq!(n("%252e%252e%252f"), "../");
+        assert_eq!(n("%zz%4"), "%zz%4");
+        assert_eq!(normalize(b"a+b", false).0, "a+b");
+        let (_, info) = normalize(b"%25252e", true);
+        assert_eq!(info.rounds, 3);
+    }
+
+    #[test]
+    fn html_entities() {
+        assert_eq!(n("&lt;svg&gt;"), "<svg>");
+        assert_eq!(n("&#60;&#x3C;&#0000060"), "<<<");
+        assert_eq!(n("jav&#x09;ascript&colon;"), "jav\tascript:");
+        assert_eq!(n("AT&T & friends"), "at&t & friends");
+        assert_eq!(n("%26lt%3Bscript%26gt%3B"), "<script>");
+    }
+
+    #[test]
+    fn js_escapes() {
+        assert_eq!(n("\\x3cscript\\u003e"), "<script>");
+        assert_eq!(n("\\u{61}lert"), "alert");
+        assert_eq!(n("c:\\windows\\win.ini"), "c:\\windows\\win.ini");
+    }
+
+    #[test]
+    fn overlong_utf8_and_unicode() {
+        assert_eq!(normalize(b"\xc0\xae\xc0\xae\xc0\xaf", false).0, "../");
+        assert_eq!(normalize(b"\xe0\x80\xae\xe0\x80\xae/", false).0, "../");
+        assert_eq!(n("%c0%ae%c0%ae%c0%af"), "../");
+        assert_eq!(n("..%c1%1c..%c0%2fboot.ini"), "..\\../boot.ini");
+        assert_eq!(n("%fc%80%80%80%80%ae%f8%80%80%80%af"), "./");
+        assert_eq!(n("%ef%bc%9cscript%ef%bc%9e"), "<script>");
+        assert_eq!(n("ＳＥＬＥＣＴ"), "select");
+        assert_eq!(n("..%e2%88%95etc"), "../etc");
+        assert_eq!(n("Zoë"), "zoë");
+    }
+
+    #[test]
+    fn case_and_nul() {
+        let (s, info) = normalize(b"../../ETC/passwd%00.png", true);
+        assert_eq!(s, "../../etc/passwd.png");
+        assert!(info.nul);
+    }
+
+    #[test]
+    fn sql_comments_and_whitespace() {
+        assert_eq!(sql_view("union/**/select"), "union select");
+        assert_eq!(sql_view("/*!50000union*/ /*!select*/ 1"), " union select 1");
+        assert_eq!(sql_view("or\t\n\x0b1=1"), "or 1=1");
+        assert_eq!(sql_view("a/* unterminated"), "a ");
+    }
+
+    #[test]
+    fn path_normalisation() {
+        assert_eq!(path_view("..\\..\\windows\\win.ini"), "../../windows/win.ini");
+        assert_eq!(path_view("/etc//./passwd"), "/etc/passwd");
+        assert_eq!(path_view("/..;/admin"), "/../admin");
+        assert_eq!(path_view("/a/b"), "/a/b");
+    }
+
+    #[test]
+    fn markup_whitespace() {
+        assert_eq!(markup_view("java\tscr\nipt:"), "javascript:");
+    }
+}

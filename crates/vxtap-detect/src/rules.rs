@@ -1,0 +1,297 @@
+//! The rules file: parsing and compiling `configs/rules.toml`-style rule sets.
+
+use std::path::PathBuf;
+
+use regex::bytes::Regex;
+use serde::Deserialize;
+
+use crate::builtin::{ProtoCheck, Special};
+use crate::extract::Kind;
+
+/// Why a rule set could not be loaded. Every variant names the file, line or rule at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The file could not be read.
+    #[error("cannot read rules file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not have the rules file's shape; the message gives the line.
+    #[error("rules file {origin}: {message}")]
+    Syntax {
+        /// The file name, or `<string>`.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// One rule is wrong (bad regex, unknown target, engine or class, duplicate id, …).
+    #[error("rules file {origin}, line {line}: rule {id} ({name}): {message}")]
+    Rule {
+        /// The file name, or `<string>`.
+        origin: String,
+        /// 1-based line of the rule's `id` key (0 when it cannot be found).
+        line: usize,
+        /// The rule's signature id.
+        id: u32,
+        /// The rule's name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rule: Vec<RuleDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    id: u32,
+    #[serde(default = "one")]
+    rev: u32,
+    name: String,
+    class: Vec<String>,
+    #[serde(default)]
+    category: Option<String>,
+    severity: u8,
+    #[serde(default = "regex_engine")]
+    engine: String,
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    skip_headers: Vec<String>,
+    #[serde(default = "norm_view")]
+    view: String,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    prefilter: Vec<String>,
+    #[serde(default)]
+    check: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn regex_engine() -> String {
+    "regex".into()
+}
+fn norm_view() -> String {
+    "norm".into()
+}
+
+/// The attack classes a rule may name.
+pub const CLASSES: &[&str] = &[
+    "sqli",
+    "xss",
+    "lfi",
+    "rfi",
+    "cmdi",
+    "ssrf",
+    "xxe",
+    "ssti",
+    "nosqli",
+    "log4shell",
+    "crlf",
+    "shellshock",
+    "deserialization",
+    "code_injection",
+    "scanner",
+    "protocol",
+];
+
+/// Which transformation of a value a rule matches against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum View {
+    /// Fully decoded, lower-cased.
+    Norm,
+    /// Norm, SQL comments removed and whitespace collapsed.
+    Sql,
+    /// Norm, path separators normalised.
+    Path,
+    /// Norm without tab / CR / LF.
+    Markup,
+}
+
+/// How a rule decides.
+#[derive(Debug)]
+pub(crate) enum Engine {
+    Regex(Regex),
+    Special(Special),
+    Protocol(ProtoCheck),
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) id: u32,
+    pub(crate) rev: u32,
+    pub(crate) name: String,
+    pub(crate) category: String,
+    pub(crate) severity: u8,
+    pub(crate) classes: Vec<String>,
+    pub(crate) targets: u32,
+    pub(crate) headers: Vec<String>,
+    pub(crate) skip_headers: Vec<String>,
+    pub(crate) view: View,
+    pub(crate) engine: Engine,
+    pub(crate) prefilter: Vec<String>,
+}
+
+fn default_category(class: &str) -> &'static str {
+    match class {
+        "scanner" => "Detection of a Network Scan",
+        "protocol" => "Potentially Bad Traffic",
+        "lfi" | "xxe" | "ssrf" => "Attempted Information Leak",
+        "cmdi" | "code_injection" | "deserialization" | "log4shell" | "shellshock" | "rfi" | "ssti" => {
+            "Attempted Administrator Privilege Gain"
+        }
+        _ => "Web Application Attack",
+    }
+}
+
+fn target_mask(names: &[String]) -> Result<u32, String> {
+    let mut mask = 0u32;
+    for n in names {
+        let bits = match n.as_str() {
+            "all" => Kind::ALL.iter().fold(0, |m, k| m | k.bit()),
+            "values" => [
+                Kind::Arg,
+                Kind::Form,
+                Kind::Json,
+                Kind::XmlValue,
+                Kind::Multipart,
+                Kind::Cookie,
+                Kind::Header,
+                Kind::Body,
+                Kind::Path,
+            ]
+            .iter()
+            .fold(0, |m, k| m | k.bit()),
+            "names" => Kind::ArgName.bit() | Kind::JsonKey.bit(),
+            other => Kind::ALL.iter().find(|k| k.name() == other).map(|k| k.bit()).ok_or_else(|| {
+                format!("unknown target `{other}` (known: all, values, names, {})", kind_names())
+            })?,
+        };
+        mask |= bits;
+    }
+    Ok(mask)
+}
+
+fn kind_names() -> String {
+    Kind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// Parses and compiles a rules file's text. `origin` names it in errors.
+pub(crate) fn compile(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
+    let file: RulesFile = toml::from_str(text)
+        .map_err(|e| RulesError::Syntax { origin: origin.to_string(), message: e.to_string() })?;
+    let mut rules = Vec::with_capacity(file.rule.len());
+    let mut seen = std::collections::HashSet::new();
+    for def in file.rule {
+        let err = |message: String| RulesError::Rule {
+            origin: origin.to_string(),
+            line: find_line(text, def.id),
+            id: def.id,
+            name: def.name.clone(),
+            message,
+        };
+        if !seen.insert(def.id) {
+            return Err(err("duplicate signature id".into()));
+        }
+        if !(1..=3).contains(&def.severity) {
+            return Err(err(format!("severity {} is not 1..3", def.severity)));
+        }
+        if def.class.is_empty() {
+            return Err(err("no class".into()));
+        }
+        if let Some(c) = def.class.iter().find(|c| !CLASSES.contains(&c.as_str())) {
+            return Err(err(format!("unknown class `{c}` (known: {})", CLASSES.join(", "))));
+        }
+        let view = match def.view.as_str() {
+            "norm" => View::Norm,
+            "sql" => View::Sql,
+            "path" => View::Path,
+            "markup" => View::Markup,
+            v => return Err(err(format!("unknown view `{v}` (known: norm, sql, path, markup)"))),
+        };
+        let engine = match def.engine.as_str() {
+            "regex" => {
+                let pat = def.pattern.as_deref().ok_or_else(|| err("regex rule without `pattern`".into()))?;
+                if def.prefilter.is_empty() {
+                    return Err(err(
+                        "regex rule without `prefilter` literals (every rule needs one, for speed)".into(),
+                    ));
+                }
+                let re = regex::bytes::RegexBuilder::new(pat)
+                    .unicode(false)
+                    .case_insensitive(true)
+                    .size_limit(4 << 20)
+                    .dfa_size_limit(4 << 20)
+                    .build()
+                    .map_err(|e| err(format!("bad pattern: {e}")))?;
+                Engine::Regex(re)
+            }
+            "special" => {
+                let check = def.check.as_deref().ok_or_else(|| err("special rule without `check`".into()))?;
+                Engine::Special(Special::parse(check).ok_or_else(|| err(format!("unknown check `{check}`")))?)
+            }
+            "protocol" => {
+                let check =
+                    def.check.as_deref().ok_or_else(|| err("protocol rule without `check`".into()))?;
+                Engine::Protocol(
+                    ProtoCheck::parse(check)
+                        .ok_or_else(|| err(format!("unknown protocol check `{check}`")))?,
+                )
+            }
+            e => return Err(err(format!("unknown engine `{e}` (known: regex, special, protocol)"))),
+        };
+        if !matches!(engine, Engine::Protocol(_)) && def.targets.is_empty() {
+            return Err(err("no `targets`".into()));
+        }
+        let targets = target_mask(&def.targets).map_err(err)?;
+        if def.prefilter.iter().any(|p| p.is_empty()) {
+            return Err(err("empty prefilter literal".into()));
+        }
+        let category = def.category.clone().unwrap_or_else(|| default_category(&def.class[0]).to_string());
+        rules.push(Rule {
+            id: def.id,
+            rev: def.rev,
+            name: def.name,
+            category,
+            severity: def.severity,
+            classes: def.class,
+            targets,
+            headers: def.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            skip_headers: def.skip_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            view,
+            engine,
+            prefilter: def.prefilter.iter().map(|p| p.to_lowercase()).collect(),
+        });
+    }
+    Ok(rules)
+}
+
+fn find_line(text: &str, id: u32) -> usize {
+    let want = id.to_string();
+    text.lines()
+        .position(|l| {
+            let t = l.trim();
+            t.strip_prefix("id").map(str::trim_start).and_then(|r| r.strip_prefix('=')).map(str::trim)
+                == Some(want.as_str())
+        })
+        .map_or(0, |p| p + 1)
+}
