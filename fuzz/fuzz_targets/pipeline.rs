@@ -11,7 +11,9 @@ use vxtap_http::HttpConfig;
 use vxtap_reassembly::ReassemblyConfig;
 
 fuzz_target!(|data: &[u8]| {
+    // The detector has its own target; building its rule set for every input would starve this one.
     let cfg = EngineConfig {
+        detect: false,
         http: HttpConfig { body_limit: 4096, max_head_bytes: 16384, max_pending: 8 },
         reassembly: ReassemblyConfig { memcap: 1 << 20, max_ooo_bytes: 1 << 16, ..ReassemblyConfig::default() },
         ..EngineConfig::default()
