@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use vxtap_decap::Tunnel;
 use vxtap_detect::Finding;
-use vxtap_http::{Header, Transaction};
+use vxtap_http::{Header, Transaction, host_without_port};
 
 use crate::json::{Json, timestamp};
 
@@ -138,7 +138,7 @@ fn write_http(j: &mut Json<'_>, origin: &Origin, tx: &Transaction) {
     j.open();
     match (&origin.hostname, find(&req.headers, b"host")) {
         (Some(name), _) => j.str("hostname", name),
-        (None, Some(host)) => j.str("hostname", strip_port(host)),
+        (None, Some(host)) => j.str("hostname", host_without_port(host)),
         (None, None) => {}
     }
     j.str("url", &req.target);
@@ -196,30 +196,15 @@ pub(crate) fn find<'h>(headers: &'h [Header], name: &[u8]) -> Option<&'h [u8]> {
     headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
 }
 
-/// A Host value without its port: `shop.example:8080` → `shop.example`, `[::1]:80` → `[::1]`.
-pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
-    let host = host.trim_ascii();
-    if host.first() == Some(&b'[') {
-        return match host.iter().position(|&b| b == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.iter().rposition(|&b| b == b':') {
-        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn host_port_is_stripped() {
-        assert_eq!(strip_port(b"shop.example:8080"), b"shop.example");
-        assert_eq!(strip_port(b"shop.example"), b"shop.example");
-        assert_eq!(strip_port(b"[2001:db8::1]:80"), b"[2001:db8::1]");
-        assert_eq!(strip_port(b" a:b "), b"a:b");
+        assert_eq!(host_without_port(b"shop.example:8080"), b"shop.example");
+        assert_eq!(host_without_port(b"shop.example"), b"shop.example");
+        assert_eq!(host_without_port(b"[2001:db8::1]:80"), b"[2001:db8::1]");
+        assert_eq!(host_without_port(b" a:b "), b"a:b");
     }
 }

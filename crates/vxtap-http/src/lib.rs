@@ -47,6 +47,22 @@ mod tests;
 pub use conv::Conversation;
 pub use proxy::ProxyHeader;
 
+/// A Host value without its port: `shop.example:8080` → `shop.example`, `[::1]:80` → `[::1]`; the
+/// `hostname` of events, whichever way the request came in.
+pub fn host_without_port(host: &[u8]) -> &[u8] {
+    let host = host.trim_ascii();
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
+        _ => host,
+    }
+}
+
 /// Limits of one conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpConfig {

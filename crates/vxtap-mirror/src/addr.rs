@@ -249,7 +249,7 @@ pub(crate) fn find_all<'h>(
 /// literals keep their brackets. Empty when there is no host at all.
 pub fn mirror_hostname(headers: &[Header], target: &[u8]) -> Vec<u8> {
     let host = find_all(headers, b"host").next().or_else(|| absolute_authority(target)).unwrap_or(b"");
-    let host = strip_port(host);
+    let host = vxtap_http::host_without_port(host);
     let host = match host.len().checked_sub(7) {
         Some(cut) if cut > 0 && host[cut..].eq_ignore_ascii_case(b"-shadow") => &host[..cut],
         _ => host,
@@ -267,21 +267,6 @@ fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
         Some(at) => &authority[at + 1..],
         None => authority,
     })
-}
-
-/// `host:port` → `host`, `[v6]:port` → `[v6]`; the same rule as packet input's `hostname`.
-fn strip_port(host: &[u8]) -> &[u8] {
-    let host = host.trim_ascii();
-    if host.first() == Some(&b'[') {
-        return match host.iter().position(|&b| b == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.iter().rposition(|&b| b == b':') {
-        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
-        _ => host,
-    }
 }
 
 #[cfg(test)]
