@@ -41,6 +41,8 @@ pub struct Metrics {
     pub defrag_reassembled: AtomicU64,
     /// Outer IP datagrams whose fragments never all came (timeout, limits) or were inconsistent.
     pub defrag_failed: AtomicU64,
+    /// Alerts by attack class.
+    alerts_by_class: Mutex<BTreeMap<String, u64>>,
     /// Segments by tunnel VNI.
     vni_segments: Mutex<BTreeMap<u32, u64>>,
     /// Conditions the HTTP parser reported (lost heads, non-HTTP flows, upgrades), by kind.
@@ -74,6 +76,19 @@ impl Metrics {
         self.defrag_reassembled.fetch_add(after.reassembled - before.reassembled, Relaxed);
         let failed = |s: &DefragStats| s.dropped + s.invalid;
         self.defrag_failed.fetch_add(failed(after) - failed(before), Relaxed);
+    }
+
+    /// Counts one alert of each of `classes`.
+    pub(crate) fn add_alert_classes<'c>(&self, classes: impl Iterator<Item = &'c String>) {
+        let mut by_class = self.alerts_by_class.lock().unwrap_or_else(|e| e.into_inner());
+        for class in classes {
+            match by_class.get_mut(class.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    by_class.insert(class.clone(), 1);
+                }
+            }
+        }
     }
 
     /// Adds a dispatcher's per-VNI segment counts (and clears them).
@@ -147,6 +162,7 @@ impl Metrics {
             "responses": self.responses.load(Relaxed),
             "requests_with_gap": self.requests_with_gap.load(Relaxed),
             "alerts": self.alerts.load(Relaxed),
+            "alerts_by_class": self.alerts_by_class.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "gaps": r.gaps,
             "gap_bytes": r.gap_bytes,
             "flows_evicted": r.evicted,
@@ -228,6 +244,11 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE vxtap_skipped_total counter");
         for (kind, n) in self.skips() {
             let _ = writeln!(out, "vxtap_skipped_total{{reason=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP vxtap_alerts_by_class_total Alerts by attack class.");
+        let _ = writeln!(out, "# TYPE vxtap_alerts_by_class_total counter");
+        for (class, n) in self.alerts_by_class.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "vxtap_alerts_by_class_total{{class=\"{class}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP vxtap_vni_segments_total TCP segments by tunnel VNI.");
         let _ = writeln!(out, "# TYPE vxtap_vni_segments_total counter");

@@ -186,6 +186,9 @@ impl WorkerOutput {
         let m = &self.metrics;
         m.requests.fetch_add(1, Relaxed);
         m.alerts.fetch_add(findings.len() as u64, Relaxed);
+        if !findings.is_empty() {
+            m.add_alert_classes(findings.iter().flat_map(|f| &f.attack_class));
+        }
         if tx.response.is_some() {
             m.responses.fetch_add(1, Relaxed);
         }

@@ -212,3 +212,71 @@ fn lab_reproductions_of_mirror_reordering_and_duplication() {
         assert!(statuses >= with_status, "{file}: {statuses} with status");
     }
 }
+
+/// Writes one client→server connection (SYN, then `request` in segments of `segment` bytes spaced
+/// `gap_us` apart, then FIN) as a pcap of plain Ethernet frames.
+fn one_connection_pcap(path: &std::path::Path, request: &[u8], segment: usize, gap_us: u64) {
+    use vxtap_testgen::frame::{Encap, TcpSpec, build, flags};
+    use vxtap_testgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut pcap = PcapWriter::new(file, LINKTYPE_ETHERNET, 65_535).unwrap();
+    let mut spec = TcpSpec {
+        src: "10.1.0.5:40001".parse().unwrap(),
+        dst: "10.1.0.9:80".parse().unwrap(),
+        seq: 7,
+        ack: 0,
+        flags: flags::SYN,
+        payload: b"",
+        vlans: &[],
+        ip_extras: false,
+    };
+    let mut ts = 1_700_000_000_000_000u64;
+    pcap.write(ts, &build(Encap::None, &spec)).unwrap();
+    spec.flags = flags::ACK | flags::PSH;
+    for (i, chunk) in request.chunks(segment).enumerate() {
+        ts += gap_us;
+        spec.seq = 8 + (i * segment) as u32;
+        spec.payload = chunk;
+        pcap.write(ts, &build(Encap::None, &spec)).unwrap();
+    }
+    spec.seq = 8 + request.len() as u32;
+    spec.flags = flags::ACK | flags::FIN;
+    spec.payload = b"";
+    pcap.write(ts + gap_us, &build(Encap::None, &spec)).unwrap();
+    pcap.flush().unwrap();
+}
+
+#[test]
+fn a_request_dribbled_one_byte_at_a_time_over_forty_seconds_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.pcap");
+    let request = b"POST /slow?x=1 HTTP/1.1\r\nHost: slow.example\r\nContent-Length: 11\r\n\r\nhello world";
+    one_connection_pcap(&path, request, 1, 400_000); // 81 bytes, 0.4 s apart: 32 s
+    let out = vxtap(&["pcap", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let events = events(&out);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let h = &events[0]["http"];
+    assert_eq!(
+        (h["url"].as_str(), h["request_body_len"].as_u64(), h["gap"].as_bool()),
+        (Some("/slow?x=1"), Some(11), Some(false))
+    );
+}
+
+#[test]
+fn attacks_become_alert_events_counted_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attack.pcap");
+    let request = b"GET /search?q=1%27%20OR%20%271%27%3D%271 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: sqlmap/1.7\r\n\r\n";
+    one_connection_pcap(&path, request, 1448, 1000);
+    let out = vxtap(&["pcap", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let events = events(&out);
+    let alerts: Vec<_> = events.iter().filter(|e| e["event_type"] == "alert").collect();
+    assert!(!alerts.is_empty(), "{events:?}");
+    assert!(alerts.iter().all(|a| a["alert"]["signature_id"].is_u64() && a["http"]["url"].is_string()));
+    let summary = summary(&out);
+    assert!(summary["alerts_by_class"].as_object().is_some_and(|m| !m.is_empty()), "{summary}");
+    let quiet = vxtap(&["pcap", path.to_str().unwrap(), "--no-detect"]);
+    assert!(common::events(&quiet).iter().all(|e| e["event_type"] == "http"));
+}
