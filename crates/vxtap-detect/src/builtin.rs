@@ -84,6 +84,19 @@ fn guarded<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
     std::panic::catch_unwind(f).ok()
 }
 
+/// Prose that quotes one word (`the "or" operator`): the only quotes of the value are a pair around a
+/// single word, opened after a space (or at the start) and closed before a space (or at the end).
+/// A closing quote that ends an injected string is not like that.
+fn quoted_word_only(b: &[u8]) -> bool {
+    let quotes: Vec<usize> = (0..b.len()).filter(|&i| matches!(b[i], b'\'' | b'"' | b'`')).collect();
+    let [open, close] = quotes[..] else { return false };
+    b[open] == b[close]
+        && close > open + 1
+        && b[open + 1..close].iter().all(u8::is_ascii_alphabetic)
+        && (open == 0 || b[open - 1] == b' ')
+        && b.get(close + 1).is_none_or(|&c| c == b' ' || c == b',' || c == b'.')
+}
+
 /// The shape an SQL injection must have somewhere: a string closed and followed by an operator or
 /// keyword, a keyword followed by an operand, or a comment / terminator after a value. libinjection
 /// (a few microseconds a call) runs only on values with this shape (a regex DFA pass, nanoseconds).
@@ -104,6 +117,9 @@ fn sqli(norm: &str) -> Option<String> {
     // libinjection decides on the first few tokens; 1 KiB is plenty and bounds its time
     let b = &norm.as_bytes()[..norm.len().min(1024)];
     if b.len() < 2 || !sqli_shape().is_match(b) {
+        return None;
+    }
+    if quoted_word_only(b) {
         return None;
     }
     let r = guarded(|| libinjectionrs::detect_sqli(b))?;
@@ -143,8 +159,28 @@ const METADATA_HOSTS: &[&str] = &[
     "metadata.packet.net",
     "metadata.tencentyun.com",
 ];
-const LOOPBACK_SUFFIXES: &[&str] =
-    &["localhost", ".localhost", "localtest.me", "lvh.me", "vcap.me", "127-0-0-1.org.uk", "localho.st"];
+const LOOPBACK_SUFFIXES: &[&str] = &[
+    "localhost",
+    ".localhost",
+    "localhost.localdomain",
+    "localtest.me",
+    "lvh.me",
+    "vcap.me",
+    "127-0-0-1.org.uk",
+    "localho.st",
+];
+/// Names that only resolve inside a private network (cluster DNS, cloud-internal zones, mDNS).
+const INTERNAL_SUFFIXES: &[&str] = &[
+    ".internal",
+    ".local",
+    ".localdomain",
+    ".svc",
+    ".cluster.local",
+    ".intranet",
+    ".corp",
+    ".lan",
+    ".home.arpa",
+];
 const REBIND_SUFFIXES: &[&str] = &[".nip.io", ".xip.io", ".sslip.io", ".rbndr.us", ".1u.ms", ".traefik.me"];
 
 /// How an address is dangerous as an SSRF target.
@@ -244,6 +280,17 @@ pub(crate) fn classify_host(host: &str) -> Option<String> {
             }
             return classify_v4(ip).map(|c| format!("{c} {ip}"));
         }
+        if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') && host.split('.').count() == 4 {
+            return Some(format!("invalid dotted IPv4 {host}"));
+        }
+    }
+    // an internal address followed by more labels: `127.0.0.1.evil.example`, `10.0.0.1.sslip.io`
+    let labels: Vec<&str> = host.splitn(5, '.').collect();
+    if labels.len() == 5
+        && let Ok(ip) = labels[..4].join(".").parse::<Ipv4Addr>()
+        && let Some(c) = classify_v4(ip)
+    {
+        return Some(format!("{c} {ip} inside the name {host}"));
     }
     if METADATA_HOSTS.contains(&host) {
         return Some(format!("cloud metadata host {host}"));
@@ -253,6 +300,9 @@ pub(crate) fn classify_host(host: &str) -> Option<String> {
     }
     if REBIND_SUFFIXES.iter().any(|s| host.ends_with(s)) {
         return Some(format!("DNS rebinding name {host}"));
+    }
+    if INTERNAL_SUFFIXES.iter().any(|s| host.ends_with(s)) || host.starts_with("kubernetes.default") {
+        return Some(format!("internal name {host}"));
     }
     None
 }
@@ -300,7 +350,8 @@ fn ssrf(norm: &str) -> Option<String> {
             continue;
         }
         let rest = &norm[at + 2..];
-        let end = rest.find(['/', '?', '#', '\\', ' ', '"', '\'', '<', '>', ',', ';']).unwrap_or(rest.len());
+        let end =
+            rest.find(['/', '?', '#', '\\', ' ', '"', '\'', '<', '>', ',', ';', '!']).unwrap_or(rest.len());
         let authority = &rest[..end];
         // every '@'-separated part: parsers disagree on which one is the host
         for auth in authority.rsplit('@').take(4) {
@@ -482,6 +533,11 @@ mod tests {
             "http://127.0.0.1.nip.io/",
             "http://2852039166/",
             "url=http://localhost:6379/",
+            "http://localhost.localdomain/",
+            "http://425.510.425.510/",
+            "https://kubernetes.default.svc/api",
+            "jar:http://127.0.0.1!/",
+            "http://127.0.0.1.evil.example/",
         ] {
             assert!(ssrf(bad).is_some(), "{bad}");
         }
@@ -516,6 +572,8 @@ mod tests {
     fn libinjection_wrappers() {
         assert!(sqli("1' or '1'='1").is_some());
         assert!(sqli("o'brien").is_none());
+        assert!(sqli("the \"or\" operator").is_none());
+        assert!(sqli("admin\" or \"1\"=\"1").is_some());
         assert!(xss("<img src=x onerror=alert(1)>").is_some());
         assert!(xss("<b>bold</b> text").is_none());
     }

@@ -39,6 +39,14 @@ pub fn url_decode_once(input: &[u8], plus: bool, out: &mut Vec<u8>) {
                 i += 3;
                 continue;
             }
+            // `%H%H`: what `%%HH%%HH` (each hex digit encoded on its own) becomes after one round
+            if let (Some(&h), Some(b'%'), Some(&l)) = (input.get(i + 1), input.get(i + 2), input.get(i + 3))
+                && let (Some(h), Some(l)) = (hex_val(h), hex_val(l))
+            {
+                out.push(h * 16 + l);
+                i += 4;
+                continue;
+            }
             if matches!(input.get(i + 1), Some(b'u' | b'U'))
                 && let Some(v) = input.get(i + 2..i + 6).and_then(hex_n)
             {
@@ -163,20 +171,20 @@ pub fn js_decode_once(input: &[u8], out: &mut Vec<u8>) {
                         continue;
                     }
                 }
-                // \n \r \t as written in shell and JS payloads (`\nid\n`); a Windows path like
-                // `c:\new` becomes odd but no rule looks for a path after a newline
-                Some(b'n') => {
-                    out.push(b'\n');
-                    i += 2;
-                    continue;
-                }
-                Some(b'r') => {
-                    out.push(b'\r');
-                    i += 2;
-                    continue;
-                }
-                Some(b't') => {
-                    out.push(b'\t');
+                // \n \r \t as written in shell and JS payloads (`\nid`, `;\nls`), but only where a
+                // separator may stand: not inside a Windows path (`c:\windows\repair`, `\temp`)
+                Some(&e @ (b'n' | b'r' | b't'))
+                    if i == 0
+                        || matches!(
+                            input[i - 1],
+                            b';' | b'|' | b'&' | b'\'' | b'"' | b'`' | b' ' | b'\n' | b'\r'
+                        ) =>
+                {
+                    out.push(match e {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        _ => b'\t',
+                    });
                     i += 2;
                     continue;
                 }
@@ -202,7 +210,15 @@ pub fn overlong_decode(input: &[u8], out: &mut Vec<u8>) {
         if (b == 0xc0 || b == 0xc1) && i + 1 < input.len() {
             let c = input[i + 1];
             let v = ((b & 0x01) << 6) | (c & 0x3f);
-            if c & 0xc0 == 0x80 || matches!(v, b'.' | b'/' | b'\\') {
+            // `.`, `/`, `\` however the decoder of the day read the pair (`C1 AF` as `/` too)
+            let sep = if matches!(v, b'.' | b'/' | b'\\') {
+                Some(v)
+            } else if matches!(c & 0x3f, b'.' | b'/') {
+                Some(c & 0x3f)
+            } else {
+                (c & 0xc0 == 0x80).then_some(v)
+            };
+            if let Some(v) = sep {
                 out.push(v);
                 i += 2;
                 continue;
@@ -446,6 +462,7 @@ mod tests {
         assert_eq!(n("a+b"), "a b");
         assert_eq!(n("%u003cscript%u003e"), "<script>");
         assert_eq!(n("%252e%252e%252f"), "../");
+        assert_eq!(n("%%32%%65%%32%%65%%35%%63"), "..\\");
         assert_eq!(n("%zz%4"), "%zz%4");
         assert_eq!(normalize(b"a+b", false).0, "a+b");
         let (_, info) = normalize(b"%25252e", true);
@@ -466,6 +483,8 @@ mod tests {
         assert_eq!(n("\\x3cscript\\u003e"), "<script>");
         assert_eq!(n("\\u{61}lert"), "alert");
         assert_eq!(n("c:\\windows\\win.ini"), "c:\\windows\\win.ini");
+        assert_eq!(n("c:\\windows\\repair\\temp"), "c:\\windows\\repair\\temp");
+        assert_eq!(n("\\nid;\\nls"), "\nid;\nls");
     }
 
     #[test]
@@ -474,6 +493,7 @@ mod tests {
         assert_eq!(normalize(b"\xe0\x80\xae\xe0\x80\xae/", false).0, "../");
         assert_eq!(n("%c0%ae%c0%ae%c0%af"), "../");
         assert_eq!(n("..%c1%1c..%c0%2fboot.ini"), "..\\../boot.ini");
+        assert_eq!(n("..%c1%af..%c1%9c"), "../..\\");
         assert_eq!(n("%fc%80%80%80%80%ae%f8%80%80%80%af"), "./");
         assert_eq!(n("%ef%bc%9cscript%ef%bc%9e"), "<script>");
         assert_eq!(n("ＳＥＬＥＣＴ"), "select");
