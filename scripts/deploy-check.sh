@@ -336,7 +336,9 @@ sys.exit(0 if c.get('events') == '$PACKAGED_EVENTS' else 1)" || fail "deploy/deb
 step "systemd unit: deploy/systemd/vxtap.service"
 UNIT=deploy/systemd/vxtap.service
 for directive in \
-    'Type=exec' \
+    'Type=notify' \
+    'NotifyAccess=main' \
+    'WatchdogSec=30s' \
     'ExecStart=/usr/bin/vxtap listen --config /etc/vxtap/vxtap.toml' \
     'ExecReload=/bin/kill -HUP $MAINPID' \
     'Restart=on-failure' \
@@ -539,9 +541,9 @@ if [ -n "$BIN" ]; then
         check_config_with "$BIN" "$TMP/render/full_config.out" \
             "the Terraform config with replay_url, log_format, workers, receivers and the HTTP mirror set" 0
     fi
-    # The unit is Type=exec until vxtap speaks sd_notify; say so once the binary does.
-    if grep -qa 'WATCHDOG=1' "$BIN" && grep -qx 'Type=exec' "$UNIT"; then
-        warn "$BIN sends sd_notify READY/WATCHDOG: switch $UNIT to Type=notify, NotifyAccess=main, WatchdogSec=30s"
+    # The unit is Type=notify with a watchdog: the binary must speak sd_notify.
+    if ! grep -qa 'WATCHDOG=1' "$BIN"; then
+        fail "$BIN does not send sd_notify WATCHDOG=1, but $UNIT is Type=notify with WatchdogSec"
     fi
 else
     warn "no vxtap binary (no package built, no target/release/vxtap): configs not run through vxtap"
