@@ -7,16 +7,20 @@ namespace with --netns-setup). Clients bind distinct source addresses (127.0.0.5
 fd00:77::51-54) so that the real client address of every copy can be checked against the
 proxy's own (127.0.0.1). Standard library only.
 
-  lab.py run --producer nginx|envoy|envoy-h2|traefik --sink CMD --out DIR [--cases a,b]
-  lab.py bench --sink CMD --out DIR [--seconds N] [--connections N]
-  lab.py direct --sink CMD --out DIR [--seconds N]
-  lab.py nginx-body-off --sink CMD --out DIR
+  lab.py run --producer nginx|envoy|envoy-h2|traefik (--vxtap PATH | --sink CMD) --out DIR [--cases a,b]
+             [--untrusted]
+  lab.py bench (--vxtap PATH | --sink CMD) --out DIR [--seconds N] [--rounds N] [--body BYTES]
+               [--keepalive] [--min-events-pct 99]
+  lab.py direct (--vxtap PATH | --sink CMD) --out DIR [--seconds N]
+  lab.py nginx-body-off (--vxtap PATH | --sink CMD) --out DIR
   lab.py selftest
 
-`--sink` is the mirror target command line without its listen address, e.g.
-`target/release/examples/mirror-sink` (the lab adds `--listen 127.0.0.1:PORT --trusted-proxies ...`), or
-later `vxtap listen --udp off --events - --http-mirror` in the same form. It must print one JSON line
-per copy on stdout (the mirror-sink format) and stop when its stdin closes.
+The mirror target is either the vxtap binary (`--vxtap PATH`: the lab runs `PATH listen --udp off
+--http-mirror 127.0.0.1:PORT --trusted-proxies ... --body-limit 16777216 --events OUT/eve.json
+--health 127.0.0.1:PORT`, stops it with SIGTERM and reads the `http` events it wrote), or a command
+printing one mirror-sink JSON line per copy on stdout and stopping when its stdin closes (`--sink`,
+e.g. `target/release/examples/mirror-sink`; the lab adds `--listen 127.0.0.1:PORT
+--trusted-proxies ...`). See class Sink.
 """
 
 import argparse
@@ -49,7 +53,11 @@ LISTEN_IP = {"nginx": "127.0.0.10", "envoy": "127.0.0.11", "envoy-h2": "127.0.0.
 # X-Forwarded-Port is the port the client connected to.
 CLIENT_PORT_KNOWN = {"nginx": True, "envoy": True, "envoy-h2": True, "traefik": False}
 # Producers that say which server address the client connected to (X-Server-Addr / X-Server-Port).
-SERVER_KNOWN = {"nginx": True, "envoy": True, "envoy-h2": True, "traefik": False}
+# Traefik: from the lab's headers middleware (constants per entry point), not from Traefik itself.
+SERVER_KNOWN = {"nginx": True, "envoy": True, "envoy-h2": True, "traefik": True}
+# Producers that give each copy an X-Request-ID (nginx reference config: $request_id; Envoy: its
+# x-request-id, the same as the primary request's). Traefik sends none.
+SENDS_REQUEST_ID = {"nginx": True, "envoy": True, "envoy-h2": True, "traefik": False}
 
 
 def host_addresses():
@@ -194,6 +202,7 @@ class Backend(socketserver.ThreadingTCPServer):
         super().__init__(addr, BackendHandler)
         self.count = 0
         self.lock = threading.Lock()
+        self.request_ids = {}  # X-Lab-Id -> X-Request-ID the backend received
 
 
 class BackendHandler(socketserver.BaseRequestHandler):
@@ -209,6 +218,9 @@ class BackendHandler(socketserver.BaseRequestHandler):
                     time.sleep(0.5)
                 with self.server.lock:
                     self.server.count += 1
+                    lab_id = hget(headers, "x-lab-id")
+                    if lab_id:
+                        self.server.request_ids[lab_id] = hget(headers, "x-request-id")
                 conn_hdr = (hget(headers, "connection") or "").lower()
                 keep = ("close" not in conn_hdr) if version == "HTTP/1.1" else ("keep-alive" in conn_hdr)
                 payload = f"ok m={method} len={len(body)}".encode()
@@ -225,17 +237,24 @@ class BackendHandler(socketserver.BaseRequestHandler):
 # Producers
 
 
+# As (namespace) root nginx hands its temp directories to `nobody`, which a user namespace made by
+# `unshare --map-root-user` (ci.sh without root) does not map: keep them root's.
+NGINX_USER = "user root root;\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
+
+
 def nginx_conf(out, listen_ip, port, port6, backend_port, sink_port):
     # The reference configuration of CONTRACT.md ("HTTP mirror input"), pointed at the sink.
     return f"""
 worker_processes 1;
 daemon off;
 master_process off;
-pid {out}/nginx.pid;
+{NGINX_USER}pid {out}/nginx.pid;
 error_log {out}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log {out}/nginx-access.log;
+    # Lab only: which $request_id nginx gave each request (checked against the copy's request_id).
+    log_format lab '$http_x_lab_id $request_id $remote_addr:$remote_port $status';
+    access_log {out}/nginx-access.log lab;
     client_body_temp_path {out}/nginx-body;
     proxy_temp_path {out}/nginx-proxy;
     fastcgi_temp_path {out}/nginx-fastcgi;
@@ -357,13 +376,32 @@ log:
 accessLog:
   filePath: "{out}/traefik-access.log"
 """
+    # Traefik sends no server address: a headers middleware per entry point sets X-Server-Addr and
+    # X-Server-Port to constants (and so also replaces any a client sent).
     dynamic = f"""
 http:
   routers:
     all:
       rule: "PathPrefix(`/`)"
-      entryPoints: [web, web6]
+      entryPoints: [web]
+      middlewares: [server-web]
       service: mirrored
+    all6:
+      rule: "PathPrefix(`/`)"
+      entryPoints: [web6]
+      middlewares: [server-web6]
+      service: mirrored
+  middlewares:
+    server-web:
+      headers:
+        customRequestHeaders:
+          X-Server-Addr: "{listen_ip}"
+          X-Server-Port: "{port}"
+    server-web6:
+      headers:
+        customRequestHeaders:
+          X-Server-Addr: "{V6_LISTEN}"
+          X-Server-Port: "{port6}"
   services:
     mirrored:
       mirroring:
@@ -510,6 +548,9 @@ def make_cases(names):
         # A client forging forwarding headers: the proxy is trusted, the forged values must not win.
         req("spoof", headers=[("X-Forwarded-For", "6.6.6.6"), ("X-Real-IP", "6.6.6.7"),
                               ("Forwarded", "for=6.6.6.8"), ("X-Forwarded-Port", "666")])
+        req("spoof", headers=[("X-Server-Addr", "7.7.7.7"), ("X-Server-Port", "77"), ("X-Forwarded-For", "6.6.6.6")])
+        req("spoof", src="v6", headers=[("X-SERVER-ADDR", "2001:db8::7"), ("x-server-port", "77"),
+                                        ("Forwarded", 'for="[2001:db8::6]:666"')])
     if "concurrency" in want:
         for t in range(8):
             for i in range(10):
@@ -635,7 +676,29 @@ def strip_host(h):
     return host if sep and port.isdigit() else h
 
 
-def check(producer, reqs, copies, listen_ip, port, port6):
+def expected_request_ids(producer, out, backend):
+    """{lab id: the X-Request-ID the producer gave the request}, from where the producer says it
+    independently of the copy: nginx's access log (`$request_id`, format `lab`), the X-Request-ID
+    Envoy sent the backend with the primary request. Traefik sets none: the copy must have none."""
+    if producer == "nginx":
+        ids = {}
+        with open(os.path.join(out, "nginx-access.log")) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 2 and p[0] != "-":
+                    ids[p[0]] = p[1]
+        return ids
+    if producer in ("envoy", "envoy-h2"):
+        return dict(backend.request_ids)
+    return {}
+
+
+def check(producer, reqs, copies, listen_ip, port, port6, want_rid=None, sink_addr=None, untrusted=False):
+    """Per request: once, exact, address, host, request_id. `sink_addr` ("ip:port" of the target's
+    listener) is where dest_* must point when the producer sends no server address. `untrusted`: the
+    target was told not to trust the producer, so every forwarding header must be ignored: client =
+    the TCP peer (the producer's own address and port), server = the target's listener."""
+    want_rid = want_rid or {}
     by_uid = {}
     stray = []
     for c in copies:
@@ -646,7 +709,7 @@ def check(producer, reqs, copies, listen_ip, port, port6):
         by_uid.setdefault(uid, []).append(c)
     rows = []
     totals = dict(sent=0, answered_200=0, copies=len(copies), once=0, missing=0, duplicated=0, exact=0,
-                  address_correct=0, host_correct=0, trusted=0)
+                  address_correct=0, host_correct=0, request_id_correct=0, trusted=0)
     for r in reqs:
         totals["sent"] += 1
         ok_status = r.get("status") == 200
@@ -677,22 +740,35 @@ def check(producer, reqs, copies, listen_ip, port, port6):
         totals["exact"] += exact
         cip, _, cport = c["client"].rpartition(":")
         cip = cip.strip("[]")
-        addr_ok = cip == r["src"]
-        if CLIENT_PORT_KNOWN[producer]:
-            addr_ok = addr_ok and int(cport) == r["port"]
-        if SERVER_KNOWN[producer]:
-            sip, _, sport = c["server"].rpartition(":")
-            want_ip, want_port = (V6_LISTEN, port6) if ":" in r["src"] else (listen_ip, port)
-            addr_ok = addr_ok and sip.strip("[]") == want_ip and int(sport) == want_port
+        if untrusted:
+            addr_ok = c["client"] == c["peer"] and c["server"] == sink_addr
+        else:
+            addr_ok = cip == r["src"]
+            if CLIENT_PORT_KNOWN[producer]:
+                addr_ok = addr_ok and int(cport) == r["port"]
+            if SERVER_KNOWN[producer]:
+                sip, _, sport = c["server"].rpartition(":")
+                want_ip, want_port = (V6_LISTEN, port6) if ":" in r["src"] else (listen_ip, port)
+                addr_ok = addr_ok and sip.strip("[]") == want_ip and int(sport) == want_port
+            elif sink_addr is not None:
+                addr_ok = addr_ok and c["server"] == sink_addr
         if not addr_ok:
             row["problems"].append(f"address: client {c['client']} server {c['server']} (sent from "
                                    f"{r['src']}:{r.get('port')}, peer {c['peer']})")
         totals["address_correct"] += addr_ok
-        totals["trusted"] += bool(c["addresses_trusted"])
+        totals["trusted"] += bool(c.get("addresses_trusted"))
         host_ok = c["hostname"] == strip_host(r["host"])
         if not host_ok:
             row["problems"].append(f"hostname {c['hostname']!r} (Host sent {r['host']!r})")
         totals["host_correct"] += host_ok
+        # request_id: the producer's X-Request-ID for this request (None where it sends none).
+        rid_want = want_rid.get(r["uid"]) if SENDS_REQUEST_ID[producer] else None
+        rid_ok = c.get("request_id") == rid_want and (rid_want is not None or not SENDS_REQUEST_ID[producer])
+        if not rid_ok:
+            row["problems"].append(f"request_id {c.get('request_id')!r} (producer's {rid_want!r})")
+        totals["request_id_correct"] += rid_ok
+        if c.get("mirror_type") not in (None, "http") or c.get("tunnel"):
+            row["problems"].append(f"event: mirror type {c.get('mirror_type')!r}, tunnel {c.get('tunnel')!r}")
         row["client"], row["server"], row["peer"] = c["client"], c["server"], c["peer"]
         row["protocol"] = c["protocol"]
         row["xff"] = next((v for k, v in c["headers"] if k.lower() == "x-forwarded-for"), None)
@@ -712,16 +788,172 @@ def check(producer, reqs, copies, listen_ip, port, port6):
 # ---------------------------------------------------------------------------------------------------
 
 
-def sink_cmd(base, port, trusted, extra=()):
-    return shlex.split(base) + ["--listen", f"{SINK_IP}:{port}", "--trusted-proxies", trusted,
-                                "--body-limit", str(16 << 20)] + list(extra)
+class Sink:
+    """The mirror target. Two kinds:
+
+    - `--vxtap PATH` (the real binary): `vxtap listen --udp off --http-mirror 127.0.0.1:PORT
+      --trusted-proxies T --body-limit 16777216 --events OUT/eve.json --health 127.0.0.1:HPORT`,
+      stopped with SIGTERM (it drains and exits 0); its `http` events are read back from eve.json.
+    - `--sink CMD` (the crate's example, `mirror-sink`): the lab appends `--listen 127.0.0.1:PORT
+      --trusted-proxies T --body-limit 16777216`, reads one JSON line per copy from its stdout and
+      stops it by closing its stdin.
+
+    Either way `copies()` returns the copies in the mirror-sink form the checks use: method, target,
+    protocol, headers [[name, value]], body_b64, body_len, body_truncated, gap, client, server, peer
+    ("ip:port"), hostname, request_id, start_ts (µs)."""
+
+    def __init__(self, a, out, port, trusted, quiet=False, prefix=()):
+        self.out, self.port = out, port
+        self.vxtap = getattr(a, "vxtap", None)
+        self.exit_code = None
+        self.summary = None
+        self.stderr_path = os.path.join(out, "sink.stderr")
+        stderr = open(self.stderr_path, "wb")
+        extra = shlex.split(getattr(a, "sink_args", "") or "")
+        if self.vxtap:
+            self.events = os.path.join(out, "eve.json")
+            if os.path.exists(self.events):
+                os.unlink(self.events)
+            self.health = free_port("127.0.0.1")
+            self.cmd = list(prefix) + [self.vxtap, "listen", "--udp", "off", "--http-mirror", f"{SINK_IP}:{port}",
+                        "--trusted-proxies", trusted, "--body-limit", str(16 << 20), "--events", self.events,
+                        "--health", f"127.0.0.1:{self.health}"] + [x for x in extra if x != "--quiet"]
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=stderr)
+        else:
+            self.events = os.path.join(out, "copies.jsonl")
+            self.cmd = list(prefix) + shlex.split(a.sink) + ["--listen", f"{SINK_IP}:{port}", "--trusted-proxies", trusted,
+                                              "--body-limit", str(16 << 20)] + extra
+            if quiet and "--quiet" not in self.cmd:
+                self.cmd.append("--quiet")
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=open(self.events, "wb"),
+                                         stderr=stderr)
+        with open(os.path.join(out, "sink.cmd"), "w") as f:
+            f.write(shlex.join(self.cmd) + "\n")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait_ready(self):
+        wait_port(SINK_IP, self.port, self.proc)
+        if self.vxtap:
+            wait_port("127.0.0.1", self.health, self.proc)
+
+    def metrics(self):
+        """vxtap's /metrics as {name{labels}: value} (empty for the example sink)."""
+        if not self.vxtap or self.proc.poll() is not None:
+            return {}
+        try:
+            with socket.create_connection(("127.0.0.1", self.health), timeout=5) as s:
+                s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                data = Conn(s).rest()
+        except OSError:
+            return {}
+        m = {}
+        for line in data.decode("utf-8", "replace").split("\r\n\r\n", 1)[-1].splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    m[k] = float(v)
+                except ValueError:
+                    pass
+        return m
+
+    def mirror_copies_metric(self):
+        m = self.metrics()
+        return sum(v for k, v in m.items() if k.startswith("vxtap_mirror_copies_total"))
+
+    def wait_processed(self, limit=30.0):
+        """vxtap: waits until every copy received has been written as an event or dropped (counted),
+        and the counts stand still; returns the last metrics."""
+        end = time.time() + limit
+        last = None
+        m = {}
+        while time.time() < end:
+            m = self.metrics()
+            received = sum(v for k, v in m.items() if k.startswith("vxtap_mirror_copies_total"))
+            done = m.get("vxtap_requests_total", 0) + m.get("vxtap_mirror_sink_full_drops_total", 0)
+            if done >= received and (received, done) == last:
+                return m
+            last = (received, done)
+            time.sleep(0.3)
+        return m
+
+    def stop(self, timeout=60):
+        """SIGTERM (vxtap: drain, exit 0) or stdin closed (example sink); returns the exit code."""
+        try:
+            if self.vxtap:
+                self.proc.send_signal(15)
+            else:
+                self.proc.stdin.close()
+            self.exit_code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.exit_code = "killed after timeout"
+        self.summary = self._summary()
+        return self.exit_code
+
+    def _summary(self):
+        """The last JSON line on stderr: vxtap's exit summary, or the example's {"stats": …}."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                lines = [x for x in f.read().decode("utf-8", "replace").splitlines() if x.startswith("{")]
+            for x in reversed(lines):
+                try:
+                    d = json.loads(x)
+                except ValueError:
+                    continue
+                return d.get("stats", d)
+        except OSError:
+            pass
+        return None
+
+    def count_lines(self):
+        try:
+            with open(self.events, "rb") as f:
+                return sum(1 for line in f if line.endswith(b"\n"))
+        except OSError:
+            return 0
+
+    def copies(self):
+        with open(self.events, "rb") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        if not self.vxtap:
+            return rows
+        return [event_to_copy(e) for e in rows if e.get("event_type") == "http"]
 
 
-def start_sink(cmd, out):
-    stdout = open(os.path.join(out, "copies.jsonl"), "wb")
-    stderr = open(os.path.join(out, "sink.stderr"), "wb")
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr)
-    return proc
+def hostport(ip, port):
+    if ip is None:
+        return None
+    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+
+
+def eve_ts_us(ts):
+    """`2026-11-24T10:00:00.123456+0000` -> microseconds since the epoch."""
+    try:
+        import datetime
+        return int(datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1e6)
+    except (TypeError, ValueError):
+        return None
+
+
+def event_to_copy(e):
+    """A vxtap EVE `http` event in the form of a mirror-sink line (see Sink)."""
+    h = e.get("http", {})
+    m = e.get("mirror") or {}
+    return dict(
+        method=h.get("http_method"), target=h.get("url"), protocol=h.get("protocol"),
+        headers=[[x.get("name"), x.get("value")] for x in h.get("request_headers", [])],
+        body_b64=h.get("http_request_body", ""), body_len=h.get("request_body_len", 0),
+        body_truncated=bool(h.get("http_request_body_truncated", False)), gap=bool(h.get("gap", False)),
+        client=hostport(e.get("src_ip"), e.get("src_port")), server=hostport(e.get("dest_ip"), e.get("dest_port")),
+        peer=hostport(m.get("peer_ip"), m.get("peer_port")), mirror_type=m.get("type"),
+        hostname=h.get("hostname"), request_id=h.get("request_id"), addresses_trusted=None,
+        start_ts=eve_ts_us(e.get("timestamp")), flow_id=e.get("flow_id"), tunnel=e.get("tunnel"),
+    )
 
 
 def stop(proc, timeout=10):
@@ -735,33 +967,18 @@ def stop(proc, timeout=10):
         proc.wait()
 
 
-def stop_sink(proc):
-    try:
-        proc.stdin.close()
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def read_copies(out):
-    with open(os.path.join(out, "copies.jsonl"), "rb") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def wait_quiet(out, expect, quiet=1.5, limit=30.0):
-    """Waits until `expect` copies are in, or no new copy came for `quiet` seconds (max `limit`)."""
-    path = os.path.join(out, "copies.jsonl")
+def wait_quiet(sink, expect, quiet=1.5, limit=30.0):
+    """Waits until the sink has received `expect` copies (vxtap: its vxtap_mirror_copies_total; the
+    example: lines printed), or none came for `quiet` seconds (max `limit`)."""
     end = time.time() + limit
-    last_size, last_change = -1, time.time()
+    last, last_change = -1, time.time()
     while time.time() < end:
-        size = os.path.getsize(path)
-        if size != last_size:
-            last_size, last_change = size, time.time()
-            with open(path, "rb") as f:
-                if sum(1 for line in f if line.endswith(b"\n")) >= expect:
-                    time.sleep(0.3)  # duplicates, if any, show up too
-                    return
+        n = sink.mirror_copies_metric() if sink.vxtap else sink.count_lines()
+        if n != last:
+            last, last_change = n, time.time()
+            if n >= expect:
+                time.sleep(0.3)  # duplicates, if any, show up too
+                return
         elif time.time() - last_change > quiet:
             return
         time.sleep(0.1)
@@ -779,12 +996,14 @@ def cmd_run(a):
     sink_port, backend_port = free_port(SINK_IP), free_port("127.0.0.1")
     backend = Backend(("127.0.0.1", backend_port))
     threading.Thread(target=backend.serve_forever, daemon=True).start()
+    if a.untrusted:
+        a.trusted = "192.0.2.255/32"  # TEST-NET-1: nobody here
     trusted = a.trusted or ",".join(
         [f"{PROXY_OUT_IP}/32", f"{listen_ip}/32", "::1/128", f"{V6_LISTEN}/128"] + host_addresses())
-    sink = start_sink(sink_cmd(a.sink, sink_port, trusted, shlex.split(a.sink_args or "")), out)
+    sink = Sink(a, out, sink_port, trusted)
     prod = None
     try:
-        wait_port(SINK_IP, sink_port, sink)
+        sink.wait_ready()
         prod = start_producer(producer, out, listen_ip, port, port6, backend_port, sink_port, bins)
         cases = a.cases.split(",") if a.cases != "all" else [
             "get", "methods", "post_sizes", "chunked", "keepalive", "http10", "bigheader", "targets", "host",
@@ -794,28 +1013,30 @@ def cmd_run(a):
         log = run_clients(reqs, listen_ip, port, port6)
         sent_s = time.time() - t0
         gone = client_gone(listen_ip, port) if "gone" in a.extra.split(",") else []
-        wait_quiet(out, len(reqs) + len(gone))
+        wait_quiet(sink, len(reqs) + len(gone))
+        metrics = sink.metrics()
     finally:
         stop(prod)
-        stop_sink(sink)
+        sink.stop()
         backend.shutdown()
-    copies = read_copies(out)
+    copies = sink.copies()
     gone_ids = set(gone)
     gone_copies = [c for c in copies if any(k.lower() == "x-lab-id" and v in gone_ids for k, v in c["headers"])]
     copies = [c for c in copies if c not in gone_copies]
-    totals, rows = check(producer, reqs, copies, listen_ip, port, port6)
+    want_rid = expected_request_ids(producer, out, backend)
+    totals, rows = check(producer, reqs, copies, listen_ip, port, port6, want_rid,
+                         sink_addr=f"{SINK_IP}:{sink_port}", untrusted=a.untrusted)
     if gone:
         # Not part of the checks: what the producer does when its client leaves before the answer.
         totals["client_gone"] = dict(sent=len(gone), copies=len(gone_copies),
                                      gap=sum(bool(c["gap"]) for c in gone_copies))
-    totals.update(producer=producer, client_errors=len(log), seconds=round(sent_s, 2),
+    totals.update(producer=producer + ("-untrusted" if a.untrusted else ""), client_errors=len(log), seconds=round(sent_s, 2),
                   backend_requests=backend.count)
-    try:
-        with open(os.path.join(out, "sink.stderr")) as f:
-            stats = [json.loads(x)["stats"] for x in f if x.startswith("{")]
-        totals["sink_stats"] = stats[-1] if stats else None
-    except (OSError, ValueError, KeyError):
-        totals["sink_stats"] = None
+    totals["sink"] = "vxtap" if sink.vxtap else "example"
+    totals["sink_exit"] = sink.exit_code
+    totals["sink_stats"] = sink.summary
+    if sink.vxtap:
+        totals["sink_metrics"] = {k: v for k, v in metrics.items() if k.startswith("vxtap_mirror_")}
     with open(os.path.join(out, "check.jsonl"), "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
@@ -826,13 +1047,15 @@ def cmd_run(a):
     bad = [r for r in rows if r["problems"]]
     for r in bad[:15]:
         print(f"[{producer}] {r['case']} {r['method']} {r['target'][:70]}: {'; '.join(r['problems'])}")
-    print(json.dumps({k: totals[k] for k in ("producer", "sent", "answered_200", "copies", "once", "exact",
-                                             "address_correct", "host_correct", "missing", "duplicated",
-                                             "stray_copies", "client_gone", "copy_delay_ms_slow_backend")
-                      if k in totals}))
-    ok = (totals["once"] == totals["sent"] and totals["exact"] == totals["sent"]
-          and totals["address_correct"] == totals["sent"] and totals["host_correct"] == totals["sent"]
-          and totals["answered_200"] == totals["sent"] and not log)
+    if sink.exit_code != 0:
+        print(f"[{producer}] the mirror target exited with {sink.exit_code} (see {sink.stderr_path})")
+    print(json.dumps({k: totals[k] for k in ("producer", "sink", "sent", "answered_200", "copies", "once", "exact",
+                                             "address_correct", "host_correct", "request_id_correct",
+                                             "missing", "duplicated", "stray_copies", "client_gone",
+                                             "copy_delay_ms_slow_backend") if k in totals}))
+    ok = all(totals[k] == totals["sent"] for k in ("once", "exact", "address_correct", "host_correct",
+                                                  "request_id_correct", "answered_200"))
+    ok = ok and not log and sink.exit_code == 0
     return 0 if ok else 1
 
 
@@ -840,14 +1063,19 @@ def cmd_run(a):
 # Benchmark: wrk -> nginx (mirror) -> sink, against the same nginx mirroring to an nginx `return 204`.
 
 
-def bench_nginx_conf(out, port_vx, port_ref, port_sink204, backend_port, sink_port, keepalive):
+def bench_nginx_conf(out, port_vx, port_ref, port_sink204, backend_port, sink_port, keepalive, access_log=True):
     up_ka = "keepalive 64;" if keepalive else ""
     mirror_http = 'proxy_http_version 1.1; proxy_set_header Connection "";' if keepalive else ""
 
     def server(port, upstream):
+        # Both mirroring servers log every request they served (buffered; the same cost for both):
+        # the count of copies each mirrored, to compare with the events written.
+        log = (f"access_log {out}/access-{upstream}.log uris buffer=256k flush=1s;" if access_log
+               else "access_log off;")
         return f"""
     server {{
         listen 127.0.0.10:{port};
+        {log}
         location / {{
             mirror /mirror-test;
             mirror_request_body on;
@@ -874,11 +1102,12 @@ def bench_nginx_conf(out, port_vx, port_ref, port_sink204, backend_port, sink_po
 worker_processes 1;
 daemon off;
 master_process off;
-pid {out}/nginx.pid;
+{NGINX_USER}pid {out}/nginx.pid;
 error_log {out}/nginx-error.log warn;
 events {{ worker_connections 8192; }}
 http {{
     access_log off;
+    log_format uris '$request_uri $status';
     client_body_temp_path {out}/nginx-body;
     proxy_temp_path {out}/nginx-proxy;
     fastcgi_temp_path {out}/nginx-fastcgi;
@@ -893,6 +1122,27 @@ http {{
         listen 127.0.0.1:{backend_port};
         location / {{ return 200 "ok\\n"; }}
     }}
+}}
+"""
+
+
+def sink204_nginx_conf(out, port_sink204):
+    """The reference sink: a second nginx (its own process, one worker, as vxtap is its own process)
+    that only answers `return 204`."""
+    return f"""
+worker_processes 1;
+daemon off;
+master_process off;
+{NGINX_USER}pid {out}/sink204/nginx.pid;
+error_log {out}/sink204/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {out}/sink204/nginx-body;
+    proxy_temp_path {out}/sink204/nginx-proxy;
+    fastcgi_temp_path {out}/sink204/nginx-fastcgi;
+    uwsgi_temp_path {out}/sink204/nginx-uwsgi;
+    scgi_temp_path {out}/sink204/nginx-scgi;
     server {{
         listen 127.0.0.20:{port_sink204};
         location / {{ return 204; }}
@@ -901,12 +1151,13 @@ http {{
 """
 
 
-def wrk(url, seconds, connections, body_lua=None):
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+def wrk(url, seconds, connections, body_lua=None, prefix=()):
+    cmd = list(prefix) + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if body_lua:
         cmd += ["-s", body_lua]
     res = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 30)
     rps = lat50 = lat99 = None
+    total = errors = 0
     for line in res.stdout.splitlines():
         p = line.split()
         if line.startswith("Requests/sec:"):
@@ -915,26 +1166,65 @@ def wrk(url, seconds, connections, body_lua=None):
             lat50 = p[1]
         elif len(p) == 2 and p[0] == "99%":
             lat99 = p[1]
-    return dict(rps=rps, p50=lat50, p99=lat99, raw=res.stdout)
+        elif "requests in" in line:
+            total = int(p[0])
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            errors += int(p[-1])
+        elif line.strip().startswith("Socket errors:"):
+            errors += sum(int(x.strip(",")) for x in p[3::2] if x.strip(",").isdigit())
+    return dict(rps=rps, p50=lat50, p99=lat99, requests=total, errors=errors, raw=res.stdout)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process and its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_uris(path, prefix, status=None):
+    """Lines of a `$request_uri $status` access log under `prefix` (and with that status)."""
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if line.startswith(prefix) and (status is None or line.split()[-1] == status))
+    except OSError:
+        return 0
 
 
 def cmd_bench(a):
+    """wrk -> nginx mirroring to the target, against the same nginx mirroring to a second nginx server
+    that only does `return 204`: alternated in one run. With --vxtap also: an event for every copy
+    (nginx's access log of the mirroring server vs the events file), and copies into events per
+    CPU-second of the vxtap process (/proc/PID/stat)."""
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
     if a.netns_setup:
         netns_setup()
     for d in ("nginx-body", "nginx-proxy", "nginx-fastcgi", "nginx-uwsgi", "nginx-scgi"):
         os.makedirs(os.path.join(out, d), exist_ok=True)
+        os.makedirs(os.path.join(out, "sink204", d), exist_ok=True)
+    for name in ("access-vxtap.log", "access-sink204.log"):
+        if os.path.exists(os.path.join(out, name)):
+            os.unlink(os.path.join(out, name))
     port_vx, port_ref = free_port("127.0.0.10"), free_port("127.0.0.10")
     port_sink204, backend_port, sink_port = free_port("127.0.0.20"), free_port(), free_port()
     conf = os.path.join(out, "nginx.conf")
     with open(conf, "w") as f:
         f.write(bench_nginx_conf(out, port_vx, port_ref, port_sink204, backend_port, sink_port, a.keepalive))
-    sink = start_sink(sink_cmd(a.sink, sink_port, "127.0.0.1/32", shlex.split(a.sink_args or "")), out)
-    nginx = None
+    conf204 = os.path.join(out, "sink204", "nginx.conf")
+    with open(conf204, "w") as f:
+        f.write(sink204_nginx_conf(out, port_sink204))
+    sink = Sink(a, out, sink_port, "127.0.0.1/32", quiet=True)
+    nginx = nginx204 = None
     results = {}
+    cpu_load = 0.0
+    copies_load = 0
     try:
-        wait_port(SINK_IP, sink_port, sink)
+        sink.wait_ready()
+        nginx204 = subprocess.Popen(["nginx", "-p", os.path.join(out, "sink204"), "-c", conf204, "-e",
+                                     os.path.join(out, "sink204", "nginx-error.log")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port("127.0.0.20", port_sink204, nginx204)
         nginx = subprocess.Popen(["nginx", "-p", out, "-c", conf, "-e", os.path.join(out, "nginx-error.log")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port("127.0.0.10", port_vx, nginx)
@@ -945,116 +1235,223 @@ def cmd_bench(a):
                 f.write(f'wrk.method = "POST"\nwrk.body = string.rep("a", {a.body})\n'
                         'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
         # Warm up both, then alternate so that neither gets the better half of the run.
-        wrk(f"http://127.0.0.10:{port_vx}/warm", 1, a.connections, lua)
-        wrk(f"http://127.0.0.10:{port_ref}/warm", 1, a.connections, lua)
+        wrk(f"http://127.0.0.10:{port_vx}/bench/vxtap/warm", 1, a.connections, lua)
+        wrk(f"http://127.0.0.10:{port_ref}/bench/nginx204/warm", 1, a.connections, lua)
         runs = {"vxtap": [], "nginx204": []}
         for i in range(a.rounds):
             for name, port in (("vxtap", port_vx), ("nginx204", port_ref)):
+                c0 = cpu_seconds(sink.pid)
+                n0 = cpu_seconds(nginx204.pid)
                 r = wrk(f"http://127.0.0.10:{port}/bench/{name}/{i}?q=1", a.seconds, a.connections, lua)
+                if name == "nginx204":
+                    r["sink204_cpu_s"] = round(cpu_seconds(nginx204.pid) - n0, 2)
+                if name == "vxtap":
+                    r["sink_cpu_s"] = round(cpu_seconds(sink.pid) - c0, 2)
+                    cpu_load += r["sink_cpu_s"]
+                    copies_load += r["requests"]
                 runs[name].append(r)
+                print(f"[bench] round {i} {name}: {r['rps']} req/s, p99 {r['p99']}"
+                      + (f", target CPU {r['sink_cpu_s']} s" if name == "vxtap" else
+                         f", nginx 204 sink CPU {r['sink204_cpu_s']} s"), flush=True)
         for name, rs in runs.items():
             rps = [r["rps"] for r in rs if r["rps"]]
-            results[name] = dict(rps=round(sum(rps) / len(rps), 1) if rps else None, runs=[
-                {k: r[k] for k in ("rps", "p50", "p99")} for r in rs])
+            results[name] = dict(rps=round(sum(rps) / len(rps), 1) if rps else None,
+                                 requests=sum(r["requests"] for r in rs), errors=sum(r["errors"] for r in rs),
+                                 runs=[{k: r.get(k) for k in ("rps", "p50", "p99", "requests", "errors", "sink_cpu_s",
+                                                              "sink204_cpu_s")}
+                                       for r in rs])
     finally:
-        stop(nginx)
-        stop_sink(sink)
-    with open(os.path.join(out, "sink.stderr")) as f:
-        stats = [json.loads(x)["stats"] for x in f if x.startswith("{")]
-    results["sink_stats"] = stats[-1] if stats else None
+        stop(nginx)  # flushes the buffered access logs
+        stop(nginx204)
+        if sink.vxtap:
+            sink.wait_processed()
+            results["sink_metrics"] = {k: v for k, v in sink.metrics().items()
+                                       if k.startswith(("vxtap_mirror_", "vxtap_requests", "vxtap_events",
+                                                        "vxtap_alerts", "vxtap_drops"))}
+            results["sink_cpu_s_total"] = round(cpu_seconds(sink.pid), 2)
+        sink.stop()
+    results["sink"] = "vxtap" if sink.vxtap else "example"
+    results["sink_exit"] = sink.exit_code
+    results["sink_stats"] = sink.summary
     if results["vxtap"]["rps"] and results["nginx204"]["rps"]:
         results["ratio"] = round(results["vxtap"]["rps"] / results["nginx204"]["rps"], 3)
+        # Each round's pair ran back to back: the median of their ratios resists a noisy neighbour.
+        pairs = sorted(v["rps"] / n["rps"] for v, n in zip(results["vxtap"]["runs"], results["nginx204"]["runs"])
+                       if v["rps"] and n["rps"])
+        results["ratio_median_of_rounds"] = round(pairs[len(pairs) // 2], 3) if pairs else None
+    # Copies nginx mirrored (its access log: one line per request of the mirroring server) vs events.
+    mirrored = count_uris(os.path.join(out, "access-vxtap.log"), "/bench/vxtap/")
+    results["mirrored_by_nginx"] = mirrored
+    # 499: wrk closed its connections at the end of each run with requests in flight; nginx then
+    # finalizes the request and may abort its mirror subrequest before sending the copy (vxtap sees
+    # a connection that closes with no byte: counted in connections_accepted only).
+    results["mirrored_by_nginx_499"] = count_uris(os.path.join(out, "access-vxtap.log"), "/bench/vxtap/", "499")
+    results["mirrored_by_nginx_to_204"] = count_uris(os.path.join(out, "access-sink204.log"), "/bench/nginx204/")
+    if sink.vxtap:
+        events = 0
+        with open(sink.events, "rb") as f:
+            for line in f:
+                if b'"event_type":"http"' in line and b'"url":"/bench/vxtap/' in line:
+                    events += 1
+        results["events"] = events
+        results["events_pct"] = round(100.0 * events / mirrored, 3) if mirrored else None
+        cpu = results.get("sink_cpu_s_total")
+        results["events_per_cpu_second"] = round(events / cpu) if cpu else None
+        results["copies_per_cpu_second_under_load"] = round(copies_load / cpu_load) if cpu_load else None
     results["config"] = dict(seconds=a.seconds, rounds=a.rounds, connections=a.connections, body=a.body,
-                             keepalive_upstream=a.keepalive)
+                             keepalive_upstream=a.keepalive, cpus=os.cpu_count())
     with open(os.path.join(out, "bench.json"), "w") as f:
         json.dump(results, f, indent=1)
+    print(f"[bench] mean: target {results['vxtap']['rps']} req/s, nginx return 204 {results['nginx204']['rps']} "
+          f"req/s, ratio {results.get('ratio')} (median of the rounds' ratios {results.get('ratio_median_of_rounds')})")
+    if sink.vxtap:
+        m = results.get("sink_metrics", {})
+        received = sum(v for k, v in m.items() if k.startswith("vxtap_mirror_copies_total"))
+        print(f"[bench] nginx served {mirrored} requests on the vxtap-mirroring server "
+              f"({results['mirrored_by_nginx_499']} of them 499: client gone at the end of a run); vxtap "
+              f"received {int(received)} copies (sink-full drops {int(m.get('vxtap_mirror_sink_full_drops_total', 0))}), "
+              f"answered {int(m.get('vxtap_mirror_answered_total', 0))}, wrote {results['events']} events "
+              f"({results['events_pct']} % of the requests); {results['events_per_cpu_second']} events per vxtap CPU-second "
+              f"({results['sink_cpu_s_total']} s CPU in all); under load "
+              f"{results['copies_per_cpu_second_under_load']} copies per CPU-second")
     print(json.dumps(results))
-    return 0
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process and its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ok = sink.exit_code == 0
+    if sink.vxtap and a.min_events_pct is not None:
+        ok = ok and (results["events_pct"] or 0) >= a.min_events_pct
+    return 0 if ok else 1
 
 
 def cmd_direct(a):
-    """wrk straight at the sink: copies per second and per CPU-second of the sink (no proxy)."""
+    """wrk straight at the target: copies per second and per CPU-second of the target (no proxy).
+    With --vxtap, copies go all the way into events; counted against the events file."""
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
     if a.netns_setup:
         netns_setup()
     sp = free_port(SINK_IP)
-    sink = start_sink(sink_cmd(a.sink, sp, "127.0.0.1/32", shlex.split(a.sink_args or "")), out)
+    # --pin: the target on CPU 0 (all its threads), wrk on CPU 1: copies/s then is per core.
+    pin_sink, pin_wrk = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if a.pin else ((), ())
+    sink = Sink(a, out, sp, "127.0.0.1/32", quiet=True, prefix=pin_sink)
     results = []
     try:
-        wait_port(SINK_IP, sp, sink)
+        sink.wait_ready()
         lua = os.path.join(out, "direct.lua")
-        for name, close, body in (("keepalive GET", False, 0), ("keepalive POST 1 KiB", False, 1024),
-                                  ("connection per copy GET (nginx <= 1.29.6)", True, 0)):
+        cases = (("keepalive GET", False, 0), ("keepalive POST 1 KiB", False, 1024),
+                 ("connection per copy GET (nginx <= 1.29.6)", True, 0))
+        for i, (name, close, body) in enumerate(cases):
             with open(lua, "w") as f:
                 f.write('wrk.headers["X-Forwarded-For"] = "198.51.100.7"\n')
                 if close:
                     f.write('wrk.headers["Connection"] = "close"\n')
                 if body:
                     f.write(f'wrk.method = "POST"\nwrk.body = string.rep("a", {body})\n')
+            m0 = sink.metrics()
             c0 = cpu_seconds(sink.pid)
-            r = wrk(f"http://{SINK_IP}:{sp}/direct?q=1", a.seconds, a.connections, lua)
+            t0 = time.time()
+            r = wrk(f"http://{SINK_IP}:{sp}/direct/{i}?q=1", a.seconds, a.connections, lua, prefix=pin_wrk)
+            m1 = sink.wait_processed() if sink.vxtap else {}  # this run's copies all through to events
             cpu = cpu_seconds(sink.pid) - c0
-            results.append(dict(case=name, rps=r["rps"], p99=r["p99"], sink_cpu_s=round(cpu, 2),
-                                copies_per_cpu_second=round(r["rps"] * a.seconds / cpu) if cpu else None))
+            row = dict(case=name, url=f"/direct/{i}?q=1", rps=r["rps"], requests=r["requests"], p99=r["p99"],
+                       sink_cpu_s=round(cpu, 2), wall_s=round(time.time() - t0, 2), pinned=bool(a.pin))
+            if sink.vxtap:
+                row["sink_full_drops"] = int(m1.get("vxtap_mirror_sink_full_drops_total", 0)
+                                             - m0.get("vxtap_mirror_sink_full_drops_total", 0))
+            else:
+                row["copies_per_cpu_second"] = round(r["requests"] / cpu) if cpu else None
+            results.append(row)
+        if sink.vxtap:
+            res_metrics = {k: v for k, v in sink.metrics().items() if k.startswith("vxtap_mirror_")}
     finally:
-        stop_sink(sink)
-    with open(os.path.join(out, "sink.stderr")) as f:
-        stats = [json.loads(x)["stats"] for x in f if x.startswith("{")]
-    res = dict(results=results, sink_stats=stats[-1] if stats else None)
+        sink.stop()
+    if sink.vxtap:
+        # Events per case, and events per CPU-second of the vxtap process (all its threads: listener,
+        # analysis, event writer) over the run and until its copies were all written.
+        counts = {}
+        with open(sink.events, "rb") as f:
+            for line in f:
+                k = line.find(b'"url":"/direct/')
+                if k >= 0 and b'"event_type":"http"' in line:
+                    case = line[k + 15:line.index(b"?", k)].decode()
+                    counts[case] = counts.get(case, 0) + 1
+        for i, row in enumerate(results):
+            row["events"] = counts.get(str(i), 0)
+            row["events_per_cpu_second"] = round(row["events"] / row["sink_cpu_s"]) if row["sink_cpu_s"] else None
+    for row in results:
+        print(f"[direct] {row['case']}: {row['rps']} copies/s offered"
+              + (f", {row['events']} events of {row['requests']} copies ({row['sink_full_drops']} dropped at the "
+                 f"full analysis queue), {row['events_per_cpu_second']} events per CPU-second "
+                 f"({row['sink_cpu_s']} s CPU)" if sink.vxtap else
+                 f", {row['copies_per_cpu_second']} copies per CPU-second"), flush=True)
+    res = dict(results=results, sink="vxtap" if sink.vxtap else "example", sink_exit=sink.exit_code,
+               sink_stats=sink.summary, cpus=os.cpu_count(), pinned=bool(a.pin))
+    if sink.vxtap:
+        res["sink_metrics"] = res_metrics
+    with open(os.path.join(out, "direct.json"), "w") as f:
+        json.dump(res, f, indent=1)
     print(json.dumps(res))
-    return 0
+    return 0 if sink.exit_code == 0 else 1
+
+
+def body_off_nginx_conf(out, port, port6, bp, sp, fixed):
+    """The reference configuration with `mirror_request_body off`; `fixed` adds the two lines that
+    make nginx send a copy without body and without Content-Length."""
+    conf = nginx_conf(out, "127.0.0.10", port, port6, bp, sp).replace("mirror_request_body on",
+                                                                      "mirror_request_body off")
+    if fixed:
+        conf = conf.replace("            internal;\n", "            internal;\n            proxy_pass_request_body off;\n"
+                            "            proxy_set_header Content-Length \"\";\n")
+    return conf
 
 
 def cmd_nginx_body_off(a):
     """nginx with `mirror_request_body off`: it forwards the client's Content-Length and no body. Shows
-    what that costs: every copy ends at the sink's body start timeout (gap), and nginx holds the
-    client's next keep-alive request until then."""
+    what that costs: every copy ends at the target's body start timeout (gap), and nginx holds the
+    client's next keep-alive request until then; then the same with the fix in the mirror location
+    (`proxy_pass_request_body off; proxy_set_header Content-Length "";`)."""
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
     if a.netns_setup:
         netns_setup()
-    bp, sp, port, port6 = free_port(), free_port(SINK_IP), free_port("127.0.0.10"), free_port(V6_LISTEN)
-    backend = Backend(("127.0.0.1", bp))
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    sink = start_sink(sink_cmd(a.sink, sp, "127.0.0.1/32", shlex.split(a.sink_args or "")), out)
-    ng = None
-    try:
-        wait_port(SINK_IP, sp, sink)
-        for d in ("nginx-body", "nginx-proxy", "nginx-fastcgi", "nginx-uwsgi", "nginx-scgi"):
-            os.makedirs(os.path.join(out, d), exist_ok=True)
-        conf = nginx_conf(out, "127.0.0.10", port, port6, bp, sp).replace("mirror_request_body on",
-                                                                          "mirror_request_body off")
-        with open(os.path.join(out, "nginx.conf"), "w") as f:
-            f.write(conf)
-        ng = subprocess.Popen(["nginx", "-p", out, "-c", os.path.join(out, "nginx.conf"), "-e",
-                               os.path.join(out, "nginx-error.log")], stderr=subprocess.DEVNULL)
-        wait_port("127.0.0.10", port, ng)
-        s = socket.create_connection(("127.0.0.10", port), timeout=30)
-        c = Conn(s)
-        lat = []
-        for i in range(3):
-            t0 = time.time()
-            s.sendall(b"POST /body-off/%d HTTP/1.1\r\nHost: n\r\nContent-Length: 5\r\n\r\nhello" % i)
-            _, h = c.head()
-            c.body(h, False)
-            lat.append(round((time.time() - t0) * 1000))
-        s.close()
-        wait_quiet(out, 3)
-    finally:
-        stop(ng)
-        stop_sink(sink)
-        backend.shutdown()
-    copies = read_copies(out)
-    res = dict(client_ms_keepalive=lat, copies=[dict(target=c["target"], body_len=c["body_len"], gap=c["gap"])
-                                                for c in copies])
+    res = {}
+    for variant in ("body_off", "body_off_fixed"):
+        vout = os.path.join(out, variant)
+        os.makedirs(vout, exist_ok=True)
+        bp, sp, port, port6 = free_port(), free_port(SINK_IP), free_port("127.0.0.10"), free_port(V6_LISTEN)
+        backend = Backend(("127.0.0.1", bp))
+        threading.Thread(target=backend.serve_forever, daemon=True).start()
+        sink = Sink(a, vout, sp, "127.0.0.1/32")
+        ng = None
+        metrics = {}
+        try:
+            sink.wait_ready()
+            for d in ("nginx-body", "nginx-proxy", "nginx-fastcgi", "nginx-uwsgi", "nginx-scgi"):
+                os.makedirs(os.path.join(vout, d), exist_ok=True)
+            with open(os.path.join(vout, "nginx.conf"), "w") as f:
+                f.write(body_off_nginx_conf(vout, port, port6, bp, sp, variant.endswith("fixed")))
+            ng = subprocess.Popen(["nginx", "-p", vout, "-c", os.path.join(vout, "nginx.conf"), "-e",
+                                   os.path.join(vout, "nginx-error.log")], stderr=subprocess.DEVNULL)
+            wait_port("127.0.0.10", port, ng)
+            s = socket.create_connection(("127.0.0.10", port), timeout=30)
+            c = Conn(s)
+            lat = []
+            for i in range(3):
+                t0 = time.time()
+                s.sendall(b"POST /body-off/%d HTTP/1.1\r\nHost: n\r\nContent-Length: 5\r\n\r\nhello" % i)
+                _, h = c.head()
+                c.body(h, False)
+                lat.append(round((time.time() - t0) * 1000))
+            s.close()
+            wait_quiet(sink, 3)
+            metrics = sink.metrics()
+        finally:
+            stop(ng)
+            sink.stop()
+            backend.shutdown()
+        copies = sink.copies()
+        res[variant] = dict(client_ms_keepalive=lat, copies=[dict(target=c["target"], body_len=c["body_len"],
+                                                                   gap=c["gap"]) for c in copies])
+        if sink.vxtap:
+            res[variant]["body_timeouts"] = metrics.get("vxtap_mirror_body_timeouts_total")
     print(json.dumps(res))
     return 0
 
@@ -1076,9 +1473,12 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--producer", required=True, choices=sorted(LISTEN_IP))
-    r.add_argument("--sink", required=True)
+    r.add_argument("--sink", default=None)
+    r.add_argument("--vxtap", default=None, help="the vxtap binary (instead of --sink)")
     r.add_argument("--sink-args", default="")
     r.add_argument("--trusted", default=None, help="--trusted-proxies for the sink (default: the proxies)")
+    r.add_argument("--untrusted", action="store_true",
+                   help="trust nobody: every copy must carry the peer as client and the target as server")
     r.add_argument("--out", required=True)
     r.add_argument("--cases", default="all")
     r.add_argument("--extra", default="gone", help="observations outside the checks: gone (client leaves early)")
@@ -1087,7 +1487,10 @@ def main():
     r.add_argument("--envoy", default="envoy")
     r.add_argument("--traefik", default="traefik")
     b = sub.add_parser("bench")
-    b.add_argument("--sink", required=True)
+    b.add_argument("--sink", default=None)
+    b.add_argument("--vxtap", default=None)
+    b.add_argument("--min-events-pct", type=float, default=None,
+                   help="exit 1 unless vxtap wrote events for at least this share of the copies")
     b.add_argument("--sink-args", default="")
     b.add_argument("--out", required=True)
     b.add_argument("--seconds", type=int, default=5)
@@ -1097,19 +1500,24 @@ def main():
     b.add_argument("--keepalive", action="store_true", help="keep-alive HTTP/1.1 to the mirror upstreams")
     b.add_argument("--netns-setup", action="store_true")
     d = sub.add_parser("direct")
-    d.add_argument("--sink", required=True)
+    d.add_argument("--sink", default=None)
+    d.add_argument("--vxtap", default=None)
     d.add_argument("--sink-args", default="")
     d.add_argument("--out", required=True)
     d.add_argument("--seconds", type=int, default=5)
     d.add_argument("--connections", type=int, default=32)
+    d.add_argument("--pin", action="store_true", help="target on CPU 0, wrk on CPU 1 (taskset)")
     d.add_argument("--netns-setup", action="store_true")
     q = sub.add_parser("nginx-body-off")
-    q.add_argument("--sink", required=True)
+    q.add_argument("--sink", default=None)
+    q.add_argument("--vxtap", default=None)
     q.add_argument("--sink-args", default="")
     q.add_argument("--out", required=True)
     q.add_argument("--netns-setup", action="store_true")
     sub.add_parser("selftest")
     a = p.parse_args()
+    if a.cmd != "selftest" and not (a.sink or a.vxtap):
+        p.error("give --vxtap PATH or --sink CMD")
     cmds = {"run": cmd_run, "bench": cmd_bench, "direct": cmd_direct, "nginx-body-off": cmd_nginx_body_off,
             "selftest": cmd_selftest}
     return cmds[a.cmd](a)

@@ -88,14 +88,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// An empty pipeline counting into `metrics`.
     pub fn new(cfg: Arc<EngineConfig>, metrics: Arc<Metrics>) -> Pipeline {
-        let out = WorkerOutput {
-            events: Vec::new(),
-            scratch: Vec::new(),
-            anomalies: BTreeMap::new(),
-            detector: cfg.detect.then(Detector::builtin),
-            metrics,
-            hook: None,
-        };
+        let out = WorkerOutput::new(&cfg, metrics, None);
         let defrag = Defragmenter::new(DefragConfig::default());
         Pipeline { table: FlowTable::new(cfg.reassembly.clone()), cfg, out, defrag, clock: 0 }
     }
@@ -163,6 +156,17 @@ pub(crate) struct WorkerOutput {
 }
 
 impl WorkerOutput {
+    fn new(cfg: &EngineConfig, metrics: Arc<Metrics>, hook: Option<RequestHook>) -> Self {
+        WorkerOutput {
+            events: Vec::new(),
+            scratch: Vec::new(),
+            anomalies: BTreeMap::new(),
+            detector: cfg.detect.then(Detector::builtin),
+            metrics,
+            hook,
+        }
+    }
+
     fn transaction(&mut self, info: &FlowInfo, tx: &Transaction) {
         let (src, dst) = match tx.client {
             Peer::A => (info.a, info.b),
@@ -213,15 +217,7 @@ impl RecordSink {
         events: Sender<Vec<u8>>,
         hook: Option<RequestHook>,
     ) -> Self {
-        let out = WorkerOutput {
-            events: Vec::new(),
-            scratch: Vec::new(),
-            anomalies: BTreeMap::new(),
-            detector: cfg.detect.then(Detector::builtin),
-            metrics,
-            hook,
-        };
-        RecordSink { out, events }
+        RecordSink { out: WorkerOutput::new(cfg, metrics, hook), events }
     }
 
     /// Writes the events of one transaction (and hands it to the request hook).
