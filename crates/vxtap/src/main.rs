@@ -6,7 +6,7 @@ mod notify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use vxtap_capture::{LiveCapture, LiveOptions, PcapFile, UdpOptions, UdpReceiver}
 use vxtap_engine::{Engine, EventOutput, Metrics, Origin, RequestHook};
 use vxtap_health::{HealthServer, HealthState};
 use vxtap_http::{Peer, Transaction};
-use vxtap_mirror::MirrorServer;
+use vxtap_mirror::{MirrorServer, MirroredRequest, SinkFull};
 use vxtap_replay::{ObservedResponse, ReplayClient, ReplayJob};
 
 use config::{Cli, Command, LogFormat, Settings, resolve};
@@ -313,11 +313,28 @@ fn start_mirror(settings: &Settings, engine: &Engine) -> Result<Option<(MirrorSe
     for warning in cfg.warnings() {
         tracing::warn!("{warning}");
     }
-    let (server, copies) = MirrorServer::start_channel(cfg, MIRROR_QUEUE)?;
+    // Copies wait for analysis in a queue bounded in count and in bytes; past either the listener
+    // has still answered the copy, and counts the drop.
+    let (tx, copies) = crossbeam_channel::bounded::<MirroredRequest>(MIRROR_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let held = queued.clone();
+    let sink = move |copy: MirroredRequest| {
+        let cost = copy_cost(&copy);
+        if held.fetch_add(cost, Relaxed) + cost > MIRROR_QUEUE_BYTES {
+            held.fetch_sub(cost, Relaxed);
+            return Err(SinkFull);
+        }
+        tx.try_send(copy).map_err(|_| {
+            held.fetch_sub(cost, Relaxed);
+            SinkFull
+        })
+    };
+    let server = MirrorServer::start(cfg, sink)?;
     tracing::info!("HTTP mirror input on {}", server.local_addr());
     let mut sink = engine.record_sink();
     let records = spawn("vxtap-mirror-records", move || {
         for (n, copy) in copies.iter().enumerate() {
+            let cost = copy_cost(&copy);
             let origin = Origin {
                 flow_id: mirror_flow_id(copy.peer, n as u64),
                 src: copy.client,
@@ -328,13 +345,22 @@ fn start_mirror(settings: &Settings, engine: &Engine) -> Result<Option<(MirrorSe
             };
             let tx = Transaction { client: Peer::A, request: copy.request, response: None, proxy: None };
             sink.submit(&origin, &tx);
+            queued.fetch_sub(cost, Relaxed);
         }
     })?;
     Ok(Some((server, records)))
 }
 
-/// Mirrored copies waiting for detection, events and replay.
+/// Mirrored copies waiting for detection, events and replay, at most, and their bytes.
 const MIRROR_QUEUE: usize = 16_384;
+const MIRROR_QUEUE_BYTES: usize = 64 << 20;
+
+/// Bytes a queued copy holds (body, head, bookkeeping).
+fn copy_cost(copy: &MirroredRequest) -> usize {
+    let r = &copy.request;
+    let head: usize = r.headers.iter().map(|h| h.name.len() + h.value.len() + 64).sum();
+    r.body.len() + r.target.len() + head + 512
+}
 
 /// A flow id for a mirrored copy: each copy is its own flow (51 bits, like packet flows).
 fn mirror_flow_id(peer: SocketAddr, n: u64) -> u64 {
