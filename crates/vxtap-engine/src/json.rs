@@ -110,6 +110,30 @@ const PLAIN: [bool; 256] = {
     table
 };
 
+/// The end of the run of [`PLAIN`] bytes that starts at `i`: eight bytes at a time while no byte of a
+/// word is a control byte, `"`, `\\`, DEL or non-ASCII (most of a header or a URL), then byte by byte.
+fn plain_run_end(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `v` is zero (exact as a yes/no over the word).
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    while let Some(word) = bytes.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+        let w = u64::from_le_bytes(*word);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        let special = has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+            || has_zero(w ^ (ONES * 0x7f));
+        if below_space || special || w & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && PLAIN[usize::from(bytes[i])] {
+        i += 1;
+    }
+    i
+}
+
 /// Writes `bytes` as a JSON string: valid UTF-8 as is (escaped as JSON requires), every byte of an
 /// invalid sequence as `\u00XX`. Runs of plain ASCII are copied whole.
 pub(crate) fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -117,9 +141,7 @@ pub(crate) fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut i = 0;
     while i < bytes.len() {
         let start = i;
-        while i < bytes.len() && PLAIN[usize::from(bytes[i])] {
-            i += 1;
-        }
+        i = plain_run_end(bytes, i);
         out.extend_from_slice(&bytes[start..i]);
         let Some(&b) = bytes.get(i) else { break };
         match b {
@@ -232,6 +254,33 @@ mod tests {
             write_string(&mut out, bytes);
             let parsed: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(parsed, reference(bytes), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn every_special_byte_is_seen_at_every_position_of_a_long_plain_run() {
+        for special in (0u8..0x20).chain([b'"', b'\\', 0x7f, 0x80, 0xc3, 0xff]) {
+            for pos in 0..40 {
+                let mut bytes = b"GET /plain/ascii/path?with=a&long=query-string".to_vec();
+                bytes[pos] = special;
+                let mut out = Vec::new();
+                write_string(&mut out, &bytes);
+                let parsed: String = serde_json::from_slice(&out).unwrap();
+                assert_eq!(parsed, reference(&bytes), "{special:#x} at {pos}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn long_mostly_plain_strings_round_trip(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![8 => 0x20u8..0x7f, 1 => proptest::prelude::any::<u8>()], 0..300)
+        ) {
+            let mut out = Vec::new();
+            write_string(&mut out, &bytes);
+            let parsed: String = serde_json::from_slice(&out).unwrap();
+            proptest::prop_assert_eq!(parsed, reference(&bytes));
         }
     }
 

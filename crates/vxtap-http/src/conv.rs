@@ -35,7 +35,7 @@ struct Entry {
 
 impl Entry {
     fn mem(&self) -> usize {
-        self.head_mem + self.req.body.len() + self.resp_mem
+        self.head_mem + self.req.body.capacity() + self.resp_mem
     }
 }
 
@@ -128,7 +128,10 @@ impl Shared {
         seq
     }
 
-    fn append_body(&mut self, cur: Option<u64>, data: &[u8]) {
+    /// Adds decoded body bytes to the current request; `more` is how many declared bytes are still to
+    /// come after `data` (0 when unknown), so that a Content-Length body grows in one allocation rather
+    /// than a series of doublings and copies. The allocation is charged in full by [`Entry::mem`].
+    fn append_body(&mut self, cur: Option<u64>, data: &[u8], more: u64) {
         let limit = self.cfg.body_limit;
         if let Some(e) = cur.and_then(|s| self.entry(s)) {
             let r = &mut e.req;
@@ -137,7 +140,12 @@ impl Shared {
             if data.len() > room {
                 r.body_truncated = true;
             }
-            r.body.extend_from_slice(&data[..data.len().min(room)]);
+            let keep = data.len().min(room);
+            if more > 0 && keep > r.body.capacity() - r.body.len() {
+                let want = (keep as u64).saturating_add(more).min(room as u64) as usize;
+                r.body.reserve_exact(want);
+            }
+            r.body.extend_from_slice(&data[..keep]);
         }
     }
 
@@ -295,7 +303,7 @@ impl ReqDir {
                     *rem -= n;
                     let done = *rem == 0;
                     let n = n as usize;
-                    sh.append_body(self.cur, &rest[..n]);
+                    sh.append_body(self.cur, &rest[..n], *rem);
                     i += n;
                     if done {
                         self.complete(sh, ts, false);
@@ -304,7 +312,7 @@ impl ReqDir {
                 RState::Chunked(dec) => {
                     let cur = self.cur;
                     let max = sh.cfg.max_head_bytes;
-                    match dec.feed(rest, max, &mut |c: &[u8]| sh.append_body(cur, c)) {
+                    match dec.feed(rest, max, &mut |c: &[u8]| sh.append_body(cur, c, 0)) {
                         Ok((n, done)) => {
                             i += n;
                             if done {

@@ -6,11 +6,13 @@
 //! - [`mix`]: many concurrent conversations merged in time, wrapped as a mirror session sends them,
 //!   optionally damaged (loss, duplication, reordering, truncation), with the expected requests.
 //! - [`pcap`]: a classic pcap writer (and reader) to store them.
+//! - [`score`]: how vxtap's events compare with the requests that were sent (exact, missing, phantoms).
 //! - `smol` (feature `smoltcp`): HTTP conversations between real smoltcp TCP sockets over a lossy,
 //!   reordering virtual link, captured as a mirror at the server sees them.
 //!
 //! The `vxtap-testgen` binary writes a mix to a pcap file and its expected requests to JSON lines
-//! (`vxtap-testgen mix --out mix.pcap --expected mix.jsonl --connections 1000`).
+//! (`vxtap-testgen mix --out mix.pcap --expected mix.jsonl --connections 1000`) and scores vxtap's
+//! events against them (`vxtap-testgen score --expected mix.jsonl --events events.jsonl`).
 //!
 //! Everything is seeded: the same parameters give the same bytes on every platform.
 //!
@@ -43,6 +45,7 @@ pub mod frame;
 pub mod mix;
 pub mod pcap;
 mod rng;
+pub mod score;
 #[cfg(feature = "smoltcp")]
 pub mod smol;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod config;
 mod notify;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use std::net::SocketAddr;
-use vxtap_capture::{LiveCapture, LiveOptions, PcapFile, UdpOptions, UdpReceiver};
+use vxtap_capture::{LiveCapture, LiveCounters, LiveOptions, PcapFile, UdpCounters, UdpOptions, UdpReceiver};
 use vxtap_engine::{Engine, EventOutput, Metrics, Origin, RequestHook};
 use vxtap_health::{HealthServer, HealthState};
 use vxtap_http::{Peer, Transaction};
@@ -170,11 +171,36 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
     let engine = Engine::start(settings.engine.clone(), event_output(&settings.events, &reopen), hook)?;
     let metrics = engine.metrics();
     let health_state = HealthState::new();
+    let mut receivers = Vec::new();
+    if let Some(addr) = settings.udp {
+        for n in 0..settings.receivers {
+            let receiver = UdpReceiver::bind(addr, &UdpOptions::default())?;
+            if n == 0 {
+                tracing::info!(
+                    "receiving on udp {} ({} receiver(s), receive buffer {} bytes{})",
+                    receiver.local_addr(),
+                    settings.receivers,
+                    receiver.recv_buffer_bytes(),
+                    if receiver.recv_buffer_forced() { "" } else { ", capped by net.core.rmem_max" }
+                );
+            }
+            receivers.push(receiver);
+        }
+    }
+    let capture = match &settings.iface {
+        Some(iface) => Some(LiveCapture::open(iface, &LiveOptions::default())?),
+        None => None,
+    };
+    let input_counters = InputCounters {
+        udp: receivers.iter().map(UdpReceiver::counters).collect(),
+        iface: capture.as_ref().map(LiveCapture::counters),
+    };
     let renderer = {
         let metrics = metrics.clone();
         let replay = replay.as_ref().map(ReplayClient::sender);
         Arc::new(move || {
             let mut text = metrics.render_prometheus();
+            text.push_str(&input_counters.render_prometheus());
             if let Some(replay) = &replay {
                 text.push_str(&replay.render_prometheus());
             }
@@ -197,45 +223,32 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
 
     let intake_stop = Arc::new(AtomicBool::new(false));
     let mut inputs: Vec<JoinHandle<Result<serde_json::Value>>> = Vec::new();
-    if let Some(addr) = settings.udp {
-        for n in 0..settings.receivers {
-            let mut receiver = UdpReceiver::bind(addr, &UdpOptions::default())?;
-            if n == 0 {
-                tracing::info!(
-                    "receiving on udp {} ({} receiver(s), receive buffer {} bytes{})",
-                    receiver.local_addr(),
-                    settings.receivers,
-                    receiver.recv_buffer_bytes(),
-                    if receiver.recv_buffer_forced() { "" } else { ", capped by net.core.rmem_max" }
-                );
-            }
-            let mut input = engine.dispatcher();
-            let flag = intake_stop.clone();
-            let allow = settings.udp_allow.clone();
-            let refused = metrics.clone();
-            inputs.push(spawn(&format!("vxtap-udp-{n}"), move || {
-                let stats = receiver.run(&flag, |batch| {
-                    for d in batch.iter() {
-                        if !allow.is_empty() && !allow.iter().any(|c| c.contains(d.src.ip())) {
-                            refused.udp_refused.fetch_add(1, Relaxed);
-                            continue;
-                        }
-                        input.udp_payload(d.src.ip(), d.dst_ip, d.local_port, d.payload, d.ts_micros);
+    for (n, mut receiver) in receivers.into_iter().enumerate() {
+        let mut input = engine.dispatcher();
+        let flag = intake_stop.clone();
+        let allow = settings.udp_allow.clone();
+        let refused = metrics.clone();
+        inputs.push(spawn(&format!("vxtap-udp-{n}"), move || {
+            let stats = receiver.run(&flag, |batch| {
+                for d in batch.iter() {
+                    if !allow.is_empty() && !allow.iter().any(|c| c.contains(d.src.ip())) {
+                        refused.udp_refused.fetch_add(1, Relaxed);
+                        continue;
                     }
-                    input.flush();
-                })?;
-                Ok(serde_json::json!({ format!("udp_receiver_{n}"): {
-                    "datagrams": stats.datagrams,
-                    "bytes": stats.bytes,
-                    "truncated": stats.truncated,
-                    "kernel_drops": stats.kernel_drops,
-                }}))
-            })?);
-        }
+                    input.udp_payload(d.src.ip(), d.dst_ip, d.local_port, d.payload, d.ts_micros);
+                }
+                input.flush();
+            })?;
+            Ok(serde_json::json!({ format!("udp_receiver_{n}"): {
+                "datagrams": stats.datagrams,
+                "bytes": stats.bytes,
+                "truncated": stats.truncated,
+                "kernel_drops": stats.kernel_drops,
+            }}))
+        })?);
     }
-    if let Some(iface) = &settings.iface {
-        let mut capture = LiveCapture::open(iface, &LiveOptions::default())?;
-        tracing::info!("capturing on interface {iface}");
+    if let Some(mut capture) = capture {
+        tracing::info!("capturing on interface {}", capture.interface());
         let mut input = engine.dispatcher();
         let flag = intake_stop.clone();
         inputs.push(spawn("vxtap-iface", move || {
@@ -349,6 +362,62 @@ fn start_mirror(settings: &Settings, engine: &Engine) -> Result<Option<(MirrorSe
         }
     })?;
     Ok(Some((server, records)))
+}
+
+/// The live inputs' own counters (what the kernel or libpcap dropped before vxtap saw it), for
+/// `/metrics`.
+struct InputCounters {
+    udp: Vec<Arc<UdpCounters>>,
+    iface: Option<Arc<LiveCounters>>,
+}
+
+impl InputCounters {
+    fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+            if rows.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "# HELP vxtap_{name} {help}\n# TYPE vxtap_{name} {kind}");
+            for (labels, value) in rows {
+                let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+                let _ = writeln!(out, "vxtap_{name}{labels} {value}");
+            }
+        };
+        let udp: Vec<_> = self.udp.iter().map(|c| c.snapshot()).collect();
+        let per_receiver = |f: fn(&vxtap_capture::UdpStats) -> u64| -> Vec<(String, u64)> {
+            udp.iter().enumerate().map(|(n, s)| (format!("receiver=\"{n}\""), f(s))).collect()
+        };
+        family(
+            "udp_datagrams_total",
+            "counter",
+            "Tunnel datagrams received, per receive socket.",
+            &per_receiver(|s| s.datagrams),
+        );
+        family(
+            "udp_truncated_total",
+            "counter",
+            "Datagrams larger than the receive slot (never delivered cut), per receive socket.",
+            &per_receiver(|s| s.truncated),
+        );
+        family(
+            "udp_kernel_drops_total",
+            "counter",
+            "Datagrams the kernel dropped because the socket's receive buffer was full, per receive socket.",
+            &per_receiver(|s| s.kernel_drops),
+        );
+        if let Some(iface) = &self.iface {
+            let s = iface.snapshot();
+            family("iface_frames_total", "counter", "Frames captured on --iface.", &[("".into(), s.frames)]);
+            family(
+                "iface_kernel_drops_total",
+                "counter",
+                "Frames libpcap's kernel buffer dropped (ps_drop), plus those the interface dropped (ps_ifdrop).",
+                &[("source=\"buffer\"".into(), s.ps_drop), ("source=\"interface\"".into(), s.ps_ifdrop)],
+            );
+        }
+        out
+    }
 }
 
 /// Mirrored copies waiting for detection, events and replay, at most, and their bytes.

@@ -6,10 +6,11 @@ mod common;
 
 use std::io::Write;
 
-use common::{score, vxtap};
+use common::vxtap;
 use vxtap_testgen::frame::{Encap, TcpSpec, build, flags};
 use vxtap_testgen::mix::{MixEncap, MixParams, generate_mix};
 use vxtap_testgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
+use vxtap_testgen::score::score;
 
 const FLOOD_FLOWS: u32 = 120_000;
 const MEMCAP_MIB: u64 = 64;

@@ -8,8 +8,9 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, metric, score, signal, wait_for};
+use common::{free_port, http_get, metric, signal, wait_for};
 use vxtap_testgen::mix::{MixParams, generate_mix};
+use vxtap_testgen::score::score;
 
 #[test]
 fn listen_receives_reopens_on_sighup_and_drains_on_sigterm() {
@@ -49,6 +50,11 @@ fn listen_receives_reopens_on_sighup_and_drains_on_sigterm() {
     send(&mix.frames[half..]);
     wait_for("all packets", || metric(health, "vxtap_packets_total") == mix.frames.len() as u64);
     wait_for("per-VNI counter", || metric(health, "vxtap_vni_segments_total{vni=\"12345\"}") > 0);
+    // The receive socket's own counters: every datagram taken in, none dropped by the kernel.
+    let frames = mix.frames.len() as u64;
+    wait_for("socket counter", || metric(health, "vxtap_udp_datagrams_total{receiver=\"0\"}") == frames);
+    let (_, text) = http_get(health, "/metrics").unwrap();
+    assert!(text.contains("vxtap_udp_kernel_drops_total{receiver=\"0\"} 0"), "{text}");
 
     signal(&child, libc::SIGTERM);
     let status = child.wait().unwrap();

@@ -2,10 +2,11 @@
 
 mod common;
 
-use common::{events, score, summary, vxtap, write_pcap};
+use common::{events, summary, vxtap, write_pcap};
 use vxtap_testgen::mix::{MixEncap, MixParams, generate_mix};
+use vxtap_testgen::score::{Score, score};
 
-fn run_mix(params: MixParams, extra_args: &[&str]) -> (common::Score, serde_json::Value) {
+fn run_mix(params: MixParams, extra_args: &[&str]) -> (Score, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("mix.pcap");
     let mix = generate_mix(&params);
@@ -17,7 +18,7 @@ fn run_mix(params: MixParams, extra_args: &[&str]) -> (common::Score, serde_json
     (score(&mix.expected, &events(&out)), summary(&out))
 }
 
-fn assert_all_exact(s: &common::Score) {
+fn assert_all_exact(s: &Score) {
     assert!(s.intact > 0);
     assert_eq!((s.exact, s.inexact, s.missing, s.extra), (s.intact, 0, 0, 0), "{s:?}");
 }
@@ -143,7 +144,7 @@ fn outer_ip_fragments_are_reassembled() {
 }
 
 /// Intact requests: at least 99.5% exact; no phantoms; every emitted damaged request flagged.
-fn assert_recovers(s: &common::Score) {
+fn assert_recovers(s: &Score) {
     assert!(s.intact > 1000, "{s:?}");
     assert!(s.exact * 1000 >= s.intact * 995, "recall under 99.5%: {s:?}");
     assert_eq!((s.extra, s.damaged_unflagged, s.inexact), (0, 0, 0), "{s:?}");

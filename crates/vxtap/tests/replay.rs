@@ -10,9 +10,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{as_event_text, summary, vxtap, write_pcap};
+use common::{summary, vxtap, write_pcap};
 use vxtap_http::{Conversation, HttpConfig, Output, Peer, Request};
 use vxtap_testgen::mix::{MixParams, generate_mix};
+use vxtap_testgen::score::as_event_text;
 
 /// Accepts connections on 127.0.0.1 and parses every request with vxtap's own HTTP parser.
 fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Request>>>) {

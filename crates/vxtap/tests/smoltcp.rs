@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Score, events, score, summary, vxtap};
+use common::{events, summary, vxtap};
+use vxtap_testgen::score::{Score, score};
 use vxtap_testgen::smol::{Channel, SmolParams, SmolRun, generate};
 
 /// A lossy link: 4% loss each way on the wire plus 1% in smoltcp's fault injector on the client (about
@@ -131,17 +132,11 @@ fn sweep() {
     let (mut failed, mut total) = (Vec::new(), Score::default());
     for seed in lo.parse::<u64>().unwrap()..hi.parse::<u64>().unwrap() {
         let (_, s) = run(&params(seed, lossy_channel(), mirror_loss));
-        if (s.exact, s.extra, s.damaged_unflagged) != (s.intact, 0, 0) {
+        if !s.is_perfect() {
             eprintln!("seed {seed} FAILED: {s:?}");
             failed.push(seed);
         }
-        total.intact += s.intact;
-        total.exact += s.exact;
-        total.inexact += s.inexact;
-        total.missing += s.missing;
-        total.extra += s.extra;
-        total.damaged_flagged += s.damaged_flagged;
-        total.damaged_unflagged += s.damaged_unflagged;
+        total += s;
     }
     eprintln!("SWEEP total {total:?}, recall {:.4}", total.exact as f64 / total.intact.max(1) as f64);
     assert!(failed.is_empty(), "failing seeds: {failed:?}");

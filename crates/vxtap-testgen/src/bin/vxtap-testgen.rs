@@ -1,4 +1,5 @@
 //! `vxtap-testgen mix`: writes a pcap of mirrored HTTP traffic and the JSON lines of the requests in it.
+//! `vxtap-testgen score`: compares vxtap's events with those requests.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -8,8 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vxtap_testgen::mix::{Impairments, MixEncap, MixItem, MixParams, stream_mix};
+use vxtap_testgen::mix::{ExpectedRequest, Impairments, MixEncap, MixItem, MixParams, stream_mix};
 use vxtap_testgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
+use vxtap_testgen::score::score;
 
 #[derive(Parser, Debug)]
 #[command(name = "vxtap-testgen", version, about = "Generates mirrored-traffic test captures for vxtap")]
@@ -22,6 +24,21 @@ struct Cli {
 enum Command {
     /// Generate a mix of concurrent HTTP/1.x connections: a pcap plus one JSON line per request.
     Mix(MixArgs),
+    /// Score vxtap's EVE events against a mix's expected requests; prints one JSON line.
+    Score(ScoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ScoreArgs {
+    /// The expected requests (`mix --expected`).
+    #[arg(long)]
+    expected: PathBuf,
+    /// vxtap's events (JSON lines; only `http` events count).
+    #[arg(long)]
+    events: PathBuf,
+    /// Exit 1 unless every intact request is exact, nothing is extra and every damaged one is flagged.
+    #[arg(long)]
+    require_perfect: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -127,9 +144,13 @@ fn parse_range(s: &str) -> Result<RangeInclusive<usize>, String> {
 }
 
 fn main() -> ExitCode {
-    let Command::Mix(args) = Cli::parse().command;
-    match run_mix(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = match Cli::parse().command {
+        Command::Mix(args) => run_mix(&args).map(|()| true),
+        Command::Score(args) => run_score(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("vxtap-testgen: {e}");
             ExitCode::FAILURE
@@ -208,4 +229,24 @@ fn run_mix(a: &MixArgs) -> std::io::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Prints the score; `Ok(false)` when `--require-perfect` and it is not.
+fn run_score(a: &ScoreArgs) -> std::io::Result<bool> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| std::io::Error::other(format!("{}: {e}", p.display())))
+    };
+    let bad =
+        |p: &PathBuf, n: usize, e: String| std::io::Error::other(format!("{}:{}: {e}", p.display(), n + 1));
+    let mut expected = Vec::new();
+    for (n, line) in read(&a.expected)?.lines().enumerate() {
+        expected.push(ExpectedRequest::from_json_line(line).map_err(|e| bad(&a.expected, n, e))?);
+    }
+    let mut events = Vec::new();
+    for (n, line) in read(&a.events)?.lines().enumerate() {
+        events.push(serde_json::from_str(line).map_err(|e| bad(&a.events, n, e.to_string()))?);
+    }
+    let s = score(&expected, &events);
+    println!("{}", serde_json::to_string(&s).map_err(std::io::Error::other)?);
+    Ok(s.is_perfect() || !a.require_perfect)
 }
