@@ -3,8 +3,9 @@
 //!
 //! Input threads (pcap reader, UDP receivers, live capture) each own a [`Dispatcher`]; workers own
 //! their flows outright (no locks on the data path); every queue is bounded. With
-//! [`Overload::Drop`] (live input) a full worker queue costs a counted drop, never a stall; with
-//! [`Overload::Block`] (files) the reader waits, so nothing is lost.
+//! [`Overload::WaitThenDrop`] (live input) a full worker queue makes the input wait a bounded time
+//! (the kernel buffers meanwhile), then costs a counted drop; with [`Overload::Block`] (files) the
+//! reader waits, so nothing is lost.
 //!
 //! ```
 //! use vxtap_decap::LinkType;
@@ -33,9 +34,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, bounded};
 use vxtap_decap::{
     DecapConfig, DecapError, Decoded, DefragConfig, Defragmenter, LinkType, Segment, SegmentHeader,
     SkipReason, decode_frame, decode_udp_payload,
@@ -57,8 +58,11 @@ pub use worker::{Pipeline, RecordSink};
 pub enum Overload {
     /// Wait for room: nothing is lost (offline files).
     Block,
-    /// Drop the batch and count it: capture never stalls (live input).
-    Drop,
+    /// Wait for room up to this long, then drop the batch and count it (live input). While the input
+    /// waits, what arrives queues in the kernel (the socket's receive buffer, libpcap's ring), so a
+    /// burst is absorbed instead of dropped; past that buffer the kernel drops and counts. Only workers
+    /// that make no progress at all for this long cost dropped batches here.
+    WaitThenDrop(Duration),
 }
 
 /// Everything the pipeline needs to know.
@@ -430,25 +434,28 @@ impl Dispatcher {
         let batch = std::mem::replace(&mut self.pending[shard], next);
         let (count, bytes) = (batch.items.len() as u64, batch.cost());
         let queued = &self.queued[shard];
-        if self.cfg.overload == Overload::Block {
-            while queued.load(Relaxed) + bytes > self.cfg.queue_bytes && queued.load(Relaxed) > 0 {
-                std::thread::sleep(Duration::from_micros(50));
+        let deadline = match self.cfg.overload {
+            Overload::Block => None,
+            Overload::WaitThenDrop(wait) => Some(Instant::now() + wait),
+        };
+        while queued.load(Relaxed) + bytes > self.cfg.queue_bytes && queued.load(Relaxed) > 0 {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
+                return;
             }
-        } else if queued.load(Relaxed) + bytes > self.cfg.queue_bytes {
-            self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
-            return;
+            std::thread::sleep(Duration::from_micros(50));
         }
         queued.fetch_add(bytes, Relaxed);
         self.metrics.shard_queue_depth.fetch_add(count, Relaxed);
-        let sent = match self.cfg.overload {
-            Overload::Block => self.senders[shard].send(Work::Batch(batch)).is_ok(),
-            Overload::Drop => match self.senders[shard].try_send(Work::Batch(batch)) {
+        let sent = match deadline {
+            None => self.senders[shard].send(Work::Batch(batch)).is_ok(),
+            Some(d) => match self.senders[shard].send_deadline(Work::Batch(batch), d) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
+                Err(SendTimeoutError::Timeout(_)) => {
                     self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
                     false
                 }
-                Err(TrySendError::Disconnected(_)) => false,
+                Err(SendTimeoutError::Disconnected(_)) => false,
             },
         };
         if !sent {

@@ -260,6 +260,8 @@ struct ReqDir {
     peer: Peer,
     /// Roles unknown: a valid request line makes this the client, `HTTP/` the server.
     probing: bool,
+    /// No handshake was seen: the stream may start anywhere, even inside a body.
+    midstream: bool,
     head: HeadReader,
     state: RState,
     cur: Option<u64>,
@@ -271,6 +273,7 @@ impl ReqDir {
         ReqDir {
             peer,
             probing,
+            midstream: probing,
             head: HeadReader::default(),
             state: RState::Head(Mode::Fresh),
             cur: None,
@@ -349,7 +352,7 @@ impl ReqDir {
                 match self.verdict(mode, complete) {
                     Verdict::Pending => {}
                     Verdict::Accept => {
-                        if mode == Mode::Resync {
+                        if self.may_be_glued(mode) {
                             let skip = head::resync_start(self.head.first_line()).unwrap_or(0);
                             self.head.drop_front(skip);
                         }
@@ -411,6 +414,7 @@ impl ReqDir {
         if mode != Mode::Resync && self.head.method_check() == Prefix::Bad {
             return Verdict::Garbage;
         }
+        let glued = self.may_be_glued(mode);
         if !complete {
             return Verdict::Pending;
         }
@@ -418,12 +422,22 @@ impl ReqDir {
         if matches!(mode, Mode::Fresh | Mode::Normal) && head::is_h2_preface(line) {
             return Verdict::Http2;
         }
-        let ok = if mode == Mode::Resync {
+        let ok = if glued {
+            // Midstream, a line that is a request as it stands (`m-search / HTTP/1.1`) is one too.
             head::resync_start(line).is_some()
+                || (mode == Mode::Fresh && head::parse_request_line(line).is_some())
         } else {
             head::parse_request_line(line).is_some()
         };
         if ok { Verdict::Accept } else { Verdict::Garbage }
+    }
+
+    /// Whether the line being judged may start with the tail of a body: after a gap, and at the start
+    /// of a connection picked up midstream (no handshake seen), where the first bytes may be the end of
+    /// a body (`…eyJhbGciGET /x HTTP/1.1`). There a known method at the end of the first word marks
+    /// where the request starts, and the bytes before it are dropped.
+    fn may_be_glued(&self, mode: Mode) -> bool {
+        mode == Mode::Resync || (mode == Mode::Fresh && self.midstream)
     }
 
     fn malformed(&mut self, sh: &mut Shared) {

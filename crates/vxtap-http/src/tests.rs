@@ -1233,3 +1233,33 @@ fn a_response_to_no_request_is_still_dropped_and_counted_at_the_end() {
     assert!(txs(&out).is_empty());
     assert_eq!(anomalies(&out), vec![Anomaly::UnexpectedResponse]);
 }
+
+#[test]
+fn a_midstream_start_inside_a_body_finds_the_glued_request_and_drops_the_body_tail() {
+    // Picked up midstream (no handshake): the first bytes are the end of a body made of token
+    // characters, glued to the next request line. Seen live when a mirror lost a connection's start.
+    let mut c = new(None);
+    c.on_packet(A);
+    c.on_data(A, b"eyJhbGciOiJIUzI1NiJ9-abc_DEFGET /images/1.png HTTP/1.1\r\nHost: h\r\n\r\n", 1);
+    c.on_data(A, b"m-search /x HTTP/1.1\r\nHost: h\r\n\r\n", 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    let requests: Vec<(&[u8], &[u8])> =
+        txs(&out).iter().map(|t| (t.request.method.as_slice(), t.request.target.as_slice())).collect();
+    assert_eq!(requests, vec![(&b"GET"[..], &b"/images/1.png"[..]), (&b"m-search"[..], &b"/x"[..])]);
+}
+
+#[test]
+fn a_midstream_start_stays_careful_when_the_response_direction_was_seen_first() {
+    // Roles are settled by the server's status line before the client's first (glued) bytes arrive.
+    let mut c = new(None);
+    c.on_packet(B);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1);
+    c.on_packet(A);
+    c.on_data(A, b"LXUj-4m2PUyKKZoirt9MEidI0uV_qQvqSmuy7GET / HTTP/1.1\r\nHost: h\r\n\r\n", 2);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 3);
+    c.finish(4);
+    let out = drain(&mut c);
+    let methods: Vec<&[u8]> = txs(&out).iter().map(|t| t.request.method.as_slice()).collect();
+    assert_eq!(methods, vec![&b"GET"[..]]);
+}

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -272,7 +273,13 @@ fn load_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), e.to_string().trim()))
 }
 
-/// Merges flags, file and defaults. `live` selects the live-input policy (drop on overload, wall clock).
+/// How long a live input waits for room in a full worker queue before it drops a batch: long enough
+/// that only a worker that stopped making progress causes drops, short enough that the kernel's
+/// receive buffer (128 MiB) does not overflow meanwhile at line rate.
+const LIVE_QUEUE_WAIT: Duration = Duration::from_millis(100);
+
+/// Merges flags, file and defaults. `live` selects the live-input policy (wait, then drop on
+/// overload; wall clock).
 pub fn resolve(
     common: &CommonArgs,
     listen: Option<&ListenArgs>,
@@ -336,7 +343,7 @@ pub fn resolve(
         http,
         detect: !common.no_detect && file.detect.unwrap_or(true),
         ports: common.ports.clone().or(file.ports).unwrap_or_default(),
-        overload: if live { Overload::Drop } else { Overload::Block },
+        overload: if live { Overload::WaitThenDrop(LIVE_QUEUE_WAIT) } else { Overload::Block },
         wall_clock: live,
         ..EngineConfig::default()
     };
@@ -377,7 +384,7 @@ fn replay_config(
         cfg.concurrency = n;
     }
     if let Some(secs) = common.replay_timeout.or(file.replay_timeout) {
-        cfg.timeout = std::time::Duration::from_secs(secs);
+        cfg.timeout = Duration::from_secs(secs);
     }
     cfg.ca_file = common.replay_ca.clone().or(file.replay_ca.clone());
     cfg.add_response_headers =

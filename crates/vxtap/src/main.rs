@@ -191,12 +191,13 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
         Some(iface) => Some(LiveCapture::open(iface, &LiveOptions::default())?),
         None => None,
     };
-    let input_counters = InputCounters {
+    let input_counters = Arc::new(InputCounters {
         udp: receivers.iter().map(UdpReceiver::counters).collect(),
         iface: capture.as_ref().map(LiveCapture::counters),
-    };
+    });
     let renderer = {
         let metrics = metrics.clone();
+        let input_counters = input_counters.clone();
         let replay = replay.as_ref().map(ReplayClient::sender);
         Arc::new(move || {
             let mut text = metrics.render_prometheus();
@@ -268,7 +269,8 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
 
     let notifier = notify::Notifier::from_env();
     notifier.notify("READY=1");
-    watch(&stop, &inputs, &metrics, &health_state, &notifier);
+    let dropped = || metrics.shard_queue_drops.load(Relaxed) + input_counters.kernel_drops();
+    watch(&stop, &inputs, &dropped, &health_state, &notifier);
     health_state.set_draining();
     notifier.notify("STOPPING=1");
     tracing::info!("draining");
@@ -372,6 +374,12 @@ struct InputCounters {
 }
 
 impl InputCounters {
+    /// Packets the kernel dropped for want of room in vxtap's buffers (socket, libpcap), all inputs.
+    fn kernel_drops(&self) -> u64 {
+        let udp: u64 = self.udp.iter().map(|c| c.snapshot().kernel_drops).sum();
+        udp + self.iface.as_ref().map_or(0, |c| c.snapshot().ps_drop)
+    }
+
     fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
@@ -439,17 +447,18 @@ fn mirror_flow_id(peer: SocketAddr, n: u64) -> u64 {
 }
 
 /// Runs until a stop signal or an input thread ends: keeps the health state true to what intake is
-/// doing (503 while a queue is dropping), and pets the systemd watchdog while all is well.
+/// doing (503 while packets are being dropped, by the worker queues or by the kernel before vxtap
+/// could read them), and pets the systemd watchdog while all is well.
 fn watch(
     stop: &AtomicBool,
     inputs: &[JoinHandle<Result<serde_json::Value>>],
-    metrics: &Metrics,
+    dropped: &dyn Fn() -> u64,
     health: &HealthState,
     notifier: &notify::Notifier,
 ) {
     const TICK: Duration = Duration::from_millis(50);
     const DROP_WINDOW: Duration = Duration::from_secs(5);
-    let mut drops = metrics.shard_queue_drops.load(Relaxed);
+    let mut drops = dropped();
     let mut last_drop: Option<Instant> = None;
     let mut last_pet = Instant::now();
     while !stop.load(Relaxed) {
@@ -458,14 +467,17 @@ fn watch(
             tracing::error!("an input thread stopped; shutting down");
             return;
         }
-        let now_drops = metrics.shard_queue_drops.load(Relaxed);
+        let now_drops = dropped();
         if now_drops != drops {
             drops = now_drops;
             if last_drop.is_none() {
-                tracing::warn!("worker queues are full: dropping segments (vxtap_queue_drops_total)");
+                tracing::warn!(
+                    "intake is dropping packets (vxtap_queue_drops_total, vxtap_udp_kernel_drops_total, \
+                     vxtap_iface_kernel_drops_total)"
+                );
             }
             last_drop = Some(Instant::now());
-            health.set_unhealthy("worker queues saturated");
+            health.set_unhealthy("intake saturated");
         } else if last_drop.is_some_and(|at| at.elapsed() > DROP_WINDOW) {
             last_drop = None;
             health.set_healthy();
