@@ -3,12 +3,21 @@
 # veth pair into `vxtap listen` in another network namespace, as a mirror NLB would deliver it. Prints
 # what each layer took in or dropped (tcpreplay, the veth, the UDP socket, vxtap's queues) and scores
 # the events against the requests in the pcap. Root only; traffic stays inside the two namespaces.
-#   scripts/live-bench.sh [CONNECTIONS] [-- extra `vxtap listen` arguments]
+#   scripts/live-bench.sh [CONNECTIONS] [--check] [-- extra `vxtap listen` arguments]
+# --check: exit 1 unless no frame was lost anywhere and every request came out exact (the test suite
+# runs it this way on a small pcap).
 # Env: BENCH_DIR (default target/bench), MBPS (tcpreplay --mbps instead of --topspeed), LOOPS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=22222
-if [ $# -gt 0 ] && [ "$1" != "--" ]; then connections=$1; shift; fi
+check=0
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    case $1 in
+        --check) check=1 ;;
+        *) connections=$1 ;;
+    esac
+    shift
+done
 [ "${1:-}" = "--" ] && shift
 [ "$(id -u)" -eq 0 ] || { echo "live-bench: needs root (network namespaces)" >&2; exit 1; }
 if ! command -v tcpreplay >/dev/null; then
@@ -85,3 +94,12 @@ echo "vxtap: $(m vxtap_udp_datagrams_total) datagrams, $(m vxtap_udp_kernel_drop
     "$(m vxtap_queue_drops_total) worker-queue drops, $(m vxtap_requests_total) requests"
 echo "score: $score"
 echo "summary: $(tail -1 "$out/live-stderr")"
+if [ "$check" = 1 ]; then
+    received=$(m vxtap_udp_datagrams_total)
+    perfect=$(echo "$score" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(int(s["exact"] == s["intact"] and s["extra"] == 0))')
+    if [ "$sent" != "$frames" ] || [ "$received" != "$frames" ] || [ "$perfect" != 1 ]; then
+        echo "live-bench: FAILED: $frames frames in the pcap, $sent sent, $received received; score $score" >&2
+        exit 1
+    fi
+    echo "live-bench: every frame received, every request exact"
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every vxtap test: formatting, lints, unit and integration tests, the end-to-end namespace lab
-# (real nginx, kernel VXLAN, `vxtap listen`) and short fuzz smoke runs. Installs what it needs.
+# (real nginx, kernel VXLAN, `vxtap listen`), a tcpreplay burst into `vxtap listen`, the deployment
+# checks and short fuzz smoke runs. Installs what it needs.
 #   scripts/test.sh            everything
 #   VXTAP_SKIP_LAB=1           skip the namespace lab (needs root)
 #   VXTAP_FUZZ_SECONDS=N       seconds per fuzz target (default 30; 0 skips fuzzing)
@@ -14,6 +15,8 @@ install_packages() {
     dpkg -s libpcap-dev >/dev/null 2>&1 || missing+=(libpcap-dev)
     command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
     command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+    command -v tcpreplay >/dev/null 2>&1 || missing+=(tcpreplay)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     command -v tc >/dev/null 2>&1 || missing+=(iproute2)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -56,6 +59,11 @@ fi
 if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
     step "HTTP mirror lab (nginx mirror, and Envoy/Traefik when their wheels are installed)"
     scripts/mirror-lab/ci.sh target/release/vxtap
+fi
+
+if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
+    step "live UDP path: tcpreplay --topspeed of a generated mirror pcap over veth into vxtap listen"
+    scripts/live-bench.sh 1000 --check
 fi
 
 if [ "${VXTAP_SKIP_DEPLOY:-0}" != 1 ]; then
