@@ -27,7 +27,7 @@ run() { # label, command...
     done
     local found
     found=$(target/release/vxtap-testgen score --expected "$expected" --events "$out/events" | python3 -c \
-        'import json,sys; s=json.load(sys.stdin); print(f"{s[\"exact\"]} / {s[\"intact\"]}, {s[\"extra\"]} extra")')
+        'import json,sys; s=json.load(sys.stdin); print("%d / %d, %d extra" % (s["exact"], s["intact"], s["extra"]))')
     awk -v l="$label" -v w="$best" -v c="$best_cpu" -v r="$best_rss" -v b="$bytes" -v q="$requests" -v f="$found" 'BEGIN{
         printf "| %-28s | %7.3f | %7.3f | %8.1f | %10.0f | %8.1f | %s |\n", l, w, c, b/w/1e6, q/w, r/1024, f }'
     echo "$best" > "$out/wall-$label"

@@ -49,12 +49,26 @@ pub struct Metrics {
     http_anomalies: Mutex<BTreeMap<&'static str, u64>>,
     /// Each worker's reassembly counters, published after every batch.
     reassembly: Mutex<Vec<ReassemblyStats>>,
+    /// Each worker's open flows and memcap charge, published after every batch.
+    tables: Mutex<Vec<TableGauge>>,
+}
+
+/// One worker's flow table, as last published.
+#[derive(Clone, Copy, Debug, Default)]
+struct TableGauge {
+    flows: u64,
+    memory: u64,
+    memory_peak: u64,
 }
 
 impl Metrics {
     /// Counters for `workers` workers.
     pub fn new(workers: usize) -> Metrics {
-        Metrics { reassembly: Mutex::new(vec![ReassemblyStats::default(); workers]), ..Metrics::default() }
+        Metrics {
+            reassembly: Mutex::new(vec![ReassemblyStats::default(); workers]),
+            tables: Mutex::new(vec![TableGauge::default(); workers]),
+            ..Metrics::default()
+        }
     }
 
     /// Counts a decapsulation error.
@@ -114,11 +128,32 @@ impl Metrics {
     }
 
     /// Publishes worker `index`'s reassembly counters.
-    pub(crate) fn publish_reassembly(&self, index: usize, stats: &ReassemblyStats) {
+    /// Publishes worker `index`'s reassembly counters, its open flows and the bytes its flows are
+    /// charged against the memcap.
+    pub(crate) fn publish_reassembly(
+        &self,
+        index: usize,
+        stats: &ReassemblyStats,
+        flows: usize,
+        memory: usize,
+    ) {
         let mut all = self.reassembly.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = all.get_mut(index) {
             slot.clone_from(stats);
         }
+        drop(all);
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tables.get_mut(index) {
+            t.flows = flows as u64;
+            t.memory = memory as u64;
+            t.memory_peak = t.memory_peak.max(memory as u64);
+        }
+    }
+
+    /// Open flows, bytes charged against the memcap now, and the sum of each worker's peak charge.
+    fn tables(&self) -> (u64, u64, u64) {
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        tables.iter().fold((0, 0, 0), |(f, m, p), t| (f + t.flows, m + t.memory, p + t.memory_peak))
     }
 
     /// The sum of every worker's reassembly counters.
@@ -158,6 +193,7 @@ impl Metrics {
             "udp_refused": self.udp_refused.load(Relaxed),
             "segments": r.segments,
             "flows": r.flows,
+            "memcap_used_peak": self.tables().2,
             "requests": self.requests.load(Relaxed),
             "responses": self.responses.load(Relaxed),
             "requests_with_gap": self.requests_with_gap.load(Relaxed),
@@ -267,6 +303,15 @@ impl Metrics {
             "vxtap_queue_drops_total{{queue=\"shard\"}} {}",
             self.shard_queue_drops.load(Relaxed)
         );
+        let (flows_open, memory, _) = self.tables();
+        let _ = writeln!(out, "# HELP vxtap_flows_open TCP flows held now.\n# TYPE vxtap_flows_open gauge");
+        let _ = writeln!(out, "vxtap_flows_open {flows_open}");
+        let _ = writeln!(
+            out,
+            "# HELP vxtap_memcap_used_bytes Bytes charged against --memcap now (buffers and per-flow state).\n\
+             # TYPE vxtap_memcap_used_bytes gauge"
+        );
+        let _ = writeln!(out, "vxtap_memcap_used_bytes {memory}");
         let _ = writeln!(out, "# HELP vxtap_queue_depth Items waiting in a queue.");
         let _ = writeln!(out, "# TYPE vxtap_queue_depth gauge");
         let _ =

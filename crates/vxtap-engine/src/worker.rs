@@ -65,7 +65,8 @@ impl Worker {
     }
 
     fn publish(&self, pipeline: &mut Pipeline) {
-        self.metrics.publish_reassembly(self.index, pipeline.table.stats());
+        let table = &pipeline.table;
+        self.metrics.publish_reassembly(self.index, table.stats(), table.len(), table.memory());
         let events = pipeline.take_events();
         if !events.is_empty() {
             // A closed writer means the run is failing already; its error is reported by finish().

@@ -206,6 +206,11 @@ impl Shared {
                 self.emit(e);
             }
         }
+        if self.queue.is_empty() {
+            // Between requests an idle keep-alive connection holds no queue: at a million open
+            // connections the few entries' worth of spare room would be gigabytes.
+            self.queue = VecDeque::new();
+        }
     }
 
     fn emit(&mut self, e: Entry) {
@@ -1075,11 +1080,13 @@ impl Conversation {
     /// Moves the pending outputs to `out` (appended, in order).
     pub fn drain(&mut self, out: &mut Vec<Output>) {
         out.append(&mut self.sh.out);
+        // An idle connection keeps no allocation for outputs it may never have again.
+        self.sh.out = Vec::new();
         self.sh.out_mem = 0;
     }
 
     /// Bytes held, for memory accounting (approximate): head buffers (their capacity, at most 4 KiB
-    /// each is kept between messages), request bodies and heads of queued or not yet drained
+    /// each is kept between messages), request bodies, heads and slots of queued or not yet drained
     /// transactions. 0 once finished and drained.
     pub fn buffered_bytes(&self) -> usize {
         let dirs: usize = self
@@ -1092,9 +1099,11 @@ impl Conversation {
             })
             .sum();
         let queued: usize = self.sh.queue.iter().map(Entry::mem).sum();
+        let slots = self.sh.queue.capacity() * std::mem::size_of::<Entry>()
+            + self.sh.out.capacity() * std::mem::size_of::<Output>();
         let held: usize =
             self.preamble.iter().flatten().map(Vec::len).sum::<usize>() + self.early_response.len();
-        dirs + queued + held + self.sh.out_mem
+        dirs + queued + slots + held + self.sh.out_mem
     }
 
     /// Applies role decisions and stops after a direction was fed.

@@ -562,11 +562,15 @@ fn head_too_large() {
     for i in 0..20 {
         client.extend_from_slice(format!("X-{i}: 0123456789\r\n").as_bytes());
     }
-    client.extend_from_slice(b"\r\nGET /ok HTTP/1.1\r\n\r\n");
+    client.extend_from_slice(b"\r\n");
+    // While the oversized head streams in, no more than about the limit is held (and the room for the
+    // anomaly reported, not drained yet).
+    let bound = 256 + 4 * std::mem::size_of::<Output>();
     for p in client.chunks(3) {
         c.on_data(A, p, 1);
-        assert!(c.buffered_bytes() <= 256, "{}", c.buffered_bytes());
+        assert!(c.buffered_bytes() <= bound, "{}", c.buffered_bytes());
     }
+    c.on_data(A, b"GET /ok HTTP/1.1\r\n\r\n", 1);
     let out = drain(&mut c);
     assert_eq!(anomalies(&out), vec![Anomaly::HeadTooLarge]);
     assert_eq!(txs(&out).len(), 1);

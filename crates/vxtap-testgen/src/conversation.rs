@@ -60,6 +60,8 @@ pub struct ConversationSpec {
     pub wrap_fraction: f64,
     /// Fixed initial sequence numbers `(client, server)` for every connection, overriding the seed.
     pub isns: Option<(u32, u32)>,
+    /// Idle time after the last exchange before the connection closes (default 0).
+    pub hold_us: u64,
 }
 
 impl ConversationSpec {
@@ -82,6 +84,7 @@ impl ConversationSpec {
             server_closes: false,
             wrap_fraction: 0.25,
             isns: None,
+            hold_us: 0,
         }
     }
 }
@@ -416,7 +419,7 @@ impl Conn<'_> {
         self.c_rcv = self.s_next;
         self.s_rcv = self.c_next;
         if spec.server_closes {
-            let fin_at = server_ready + rng.range(5, 200);
+            let fin_at = server_ready + spec.hold_us + rng.range(5, 200);
             self.push(false, flags::FIN | flags::ACK, &[], fin_at);
             self.c_rcv = self.s_next;
             let client_fin = fin_at.max(client_ready) + rtt;
@@ -425,7 +428,7 @@ impl Conn<'_> {
             self.push(false, flags::ACK, &[], client_fin + 1);
             *t = client_fin + 1;
         } else {
-            let fin_at = client_ready + rng.exp(spec.client_think_us as f64 / 4.0) as u64 + 1;
+            let fin_at = client_ready + spec.hold_us + rng.exp(spec.client_think_us as f64 / 4.0) as u64 + 1;
             self.push(true, flags::FIN | flags::ACK, &[], fin_at);
             self.s_rcv = self.c_next;
             self.push(false, flags::FIN | flags::ACK, &[], fin_at + rng.range(1, 100));

@@ -102,6 +102,9 @@ pub struct MixParams {
     /// Mean gap between connection starts (exponential; default 250 µs, giving some hundreds of
     /// connections open at once with the default timing).
     pub mean_conn_gap_us: u64,
+    /// Idle time every connection stays open after its last exchange before it closes (default 0):
+    /// with a hold longer than the span of connection starts, every connection is open at once.
+    pub hold_us: u64,
     /// Time of the first connection's SYN, in microseconds after the Unix epoch.
     pub start_us: u64,
     /// Damage applied to the frames.
@@ -129,6 +132,7 @@ impl Default for MixParams {
             ip_extras_fraction: 0.0,
             client_only: false,
             mean_conn_gap_us: 250,
+            hold_us: 0,
             start_us: 1_700_000_000_000_000,
             impairments: Impairments::default(),
         }
@@ -432,7 +436,11 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
     let ipv6 = rng.chance(p.ipv6_fraction);
     let server_idx = rng.below(32) as u16;
     let server_port = SERVER_PORTS[usize::from(server_idx) % SERVER_PORTS.len()];
-    let client_port = 32768 + (i % 28232) as u16;
+    // Every connection of a mix has its own client address and port (as two open connections must):
+    // the IPv4 host part is a permutation of `i mod 65534`, and for each host the port is a
+    // permutation of `i / 65534`, unique for the first 65,534 × 28,232 connections.
+    let (residue, round) = (i % 65534, i / 65534);
+    let client_port = 32768 + ((round + residue * 7919) % 28232) as u16;
     let (client, server) = if ipv6 {
         let c = Ipv6Addr::new(
             0xfd00,
@@ -442,12 +450,13 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
             rng.next_u32() as u16,
             0,
             rng.next_u32() as u16,
-            1 + (i % 60000) as u16,
+            1 + residue as u16,
         );
         let s = Ipv6Addr::new(0xfd00, 0, 0, 2, 0, 0, 0, 0x10 + server_idx);
         (SocketAddr::new(IpAddr::V6(c), client_port), SocketAddr::new(IpAddr::V6(s), server_port))
     } else {
-        let h = rng.range(1, 65534) as u16;
+        // 40503 is prime to 65534, so this is a bijection of 0..65534.
+        let h = 1 + (residue * 40503 % 65534) as u16;
         let c = Ipv4Addr::new(10, 0, (h >> 8) as u8, h as u8);
         let s = Ipv4Addr::new(10, 1, 0, 10 + server_idx as u8);
         (SocketAddr::new(IpAddr::V4(c), client_port), SocketAddr::new(IpAddr::V4(s), server_port))
@@ -506,6 +515,7 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
     spec.byte_at_a_time = request_bytes <= 4096 && rng.chance(p.byte_at_a_time_fraction);
     spec.server_closes = http10 && n == 1 || close_last;
     spec.wrap_fraction = p.wrap_fraction;
+    spec.hold_us = p.hold_us;
     let vlans = if rng.chance(p.vlan_fraction) {
         if rng.chance(0.3) {
             vec![rng.range(1, 4094) as u16, rng.range(1, 4094) as u16]

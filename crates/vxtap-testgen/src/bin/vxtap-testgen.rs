@@ -126,6 +126,10 @@ struct MixArgs {
     /// Mean gap between connection starts, in microseconds (smaller: more concurrent connections).
     #[arg(long, default_value_t = 250)]
     conn_gap_us: u64,
+    /// Idle microseconds every connection stays open after its last exchange before it closes (longer
+    /// than the span of connection starts: every connection open at once).
+    #[arg(long, default_value_t = 0)]
+    hold_us: u64,
     /// Timestamp of the first frame, microseconds since the Unix epoch.
     #[arg(long, default_value_t = 1_700_000_000_000_000)]
     start_us: u64,
@@ -187,6 +191,7 @@ fn run_mix(a: &MixArgs) -> std::io::Result<()> {
         ip_extras_fraction: a.ip_extras,
         client_only: a.client_only,
         mean_conn_gap_us: a.conn_gap_us,
+        hold_us: a.hold_us,
         start_us: a.start_us,
         impairments: Impairments {
             loss: a.loss,
