@@ -1,8 +1,6 @@
 //! A minimal JSON writer for events: byte strings that are not UTF-8 are written byte by byte as
 //! `\u00XX` escapes (the contract's rule), which serde_json cannot do for `&[u8]`.
 
-use base64::Engine as _;
-
 /// Appends JSON to a byte buffer. The caller writes keys and values in order; commas are automatic.
 pub(crate) struct Json<'a> {
     out: &'a mut Vec<u8>,
@@ -77,11 +75,12 @@ impl<'a> Json<'a> {
     pub(crate) fn base64(&mut self, key: &str, value: &[u8]) {
         self.key(key);
         self.out.push(b'"');
+        // SIMD base64: bodies are most of an event's bytes (measured 4% of a no-detect run scalar).
         let start = self.out.len();
-        let len = base64::encoded_len(value.len(), true).unwrap_or(0);
-        self.out.resize(start + len, 0);
-        let written = base64::engine::general_purpose::STANDARD.encode_slice(value, &mut self.out[start..]);
-        self.out.truncate(start + written.unwrap_or(0));
+        let b64 = base64_simd::STANDARD;
+        self.out.resize(start + b64.encoded_length(value.len()), 0);
+        let written = b64.encode(value, base64_simd::Out::from_slice(&mut self.out[start..])).len();
+        self.out.truncate(start + written);
         self.out.push(b'"');
         self.need_comma = true;
     }
