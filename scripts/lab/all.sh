@@ -13,6 +13,9 @@
 #               1200 bytes, plus 600 bulk requests (--impair ... --cases all,bulk)
 #   impair-aws  the same loss/dup/reorder, and every datagram cut to 1000 bytes after the VXLAN
 #               header, as an AWS mirror session with packet length 1000 does
+#   replay      ALB replay mode (--replay-check): vxtap --replay to an nginx in the tap namespace
+#               (JSON access log) in front of a recording origin; every exact request must arrive
+#               there once, as sent, with the right X-Forwarded-*/X-Server-*/X-Request-ID headers
 # Every vxtap run uses --drain-check: SIGTERM right after the traffic settles, /-/healthcheck 503
 # while draining, exit 0 within the drain timeout, /metrics counters equal to what arrived.
 #
@@ -31,7 +34,7 @@ ONLY=""
 EXTRA=()
 IMPAIR_MIX="loss=0.01,dup=0.03,reorder=0.08,truncate=1200,tprob=0.02,seed=1377"
 IMPAIR_AWS="loss=0.01,dup=0.03,reorder=0.08,truncate=1000,seed=4789"
-RUNS=(selftest default jumbo iface one-way impair impair-aws)
+RUNS=(selftest default jumbo iface one-way impair impair-aws replay)
 
 run_args() {  # run_args NAME: run.sh arguments of a run
     case "$1" in
@@ -41,6 +44,7 @@ run_args() {  # run_args NAME: run.sh arguments of a run
         one-way) echo "--drain-check --one-way" ;;
         impair) echo "--drain-check --cases all,bulk --impair $IMPAIR_MIX" ;;
         impair-aws) echo "--drain-check --cases all,bulk --impair $IMPAIR_AWS" ;;
+        replay) echo "--drain-check --replay-check" ;;
         *) return 1 ;;
     esac
 }
@@ -53,7 +57,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY="$2"; shift 2 ;;
         --list) for r in "${RUNS[@]}"; do printf '%-11s %s\n' "$r" "$(run_args "$r" || echo 'lab.py selftest')"; done; exit 0 ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "all.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -120,7 +124,7 @@ for name in "${RUNS[@]}"; do
     if [ "$rc" != 0 ]; then
         FAILED+=("$name")
         echo "[all] $name FAILED (rc $rc); from $out/run.log:" >&2
-        grep -E 'FAIL|MISSING|EXTRA|DUP |UNFLAG|BADHEAD|STATUS  |BODY |HDR |ADDR |GAP |NOISE|PROBLEM|Traceback|Error' \
+        grep -E 'FAIL|MISSING|EXTRA|DUP |UNFLAG|BADHEAD|STATUS  |BODY |HDR |ADDR |GAP |NOISE|PROBLEM|REPLAY |NGXERR|Traceback|Error' \
             "$out/run.log" | grep -v -e '^\[all\]' -e "UDP counters" | head -25 | sed 's/^/    /' >&2
     fi
 done
@@ -130,7 +134,7 @@ python3 - "$BASE" "${RUNS[@]}" <<'PY' >&2
 import json, os, sys
 base, runs = sys.argv[1], sys.argv[2:]
 cols = ("run", "result", "sent", "intact", "exact", "recall", "phantoms", "unflagged", "flagged",
-        "no status", "drain ms", "1st 503 ms", "packets", "secs")
+        "no status", "drain ms", "1st 503 ms", "packets", "replay", "secs")
 rows = []
 for r in runs:
     out = os.path.join(base, r)
@@ -153,12 +157,18 @@ for r in runs:
     pk = "-"
     if f.get("packets_total") is not None:
         pk = "%s/%s" % (f["packets_total"], f.get("packets_expected"))
+    rp = "-"
+    try:
+        rf = json.load(open(os.path.join(out, "replay-check.json")))
+        rp = "%s/%s/%s" % (rf["replayed"], rf["exact"], rf["header_correct"])
+    except (OSError, ValueError, KeyError):
+        pass
     nost = "-"
     if f.get("nostatus") is not None:
         nost = str(f["nostatus_resp_intact"] if f.get("impaired") else f["nostatus"])
     rows.append((r, res, g("sent"), g("intact"), g("exact"), g("recall", "%.4f"), g("phantoms"),
                  g("unflagged"), g("flagged"), nost, g("drain_ms", "%.0f"),
-                 g("first_503_ms", "%.1f"), pk, secs))
+                 g("first_503_ms", "%.1f"), pk, rp, secs))
 w = [max(len(str(x[i])) for x in rows + [cols]) for i in range(len(cols))]
 line = lambda x: "  ".join(str(v).rjust(w[i]) if i > 1 else str(v).ljust(w[i]) for i, v in enumerate(x))
 print()
@@ -168,7 +178,8 @@ for x in rows:
 print("(exact: intact requests whose event matched field by field; phantoms: events matching no sent "
       "request; unflagged: events of requests with lost bytes without gap:true; no status: events "
       "without http.status although every byte of their response arrived (a warning); packets: "
-      "vxtap_packets_total / datagrams that reached vxtap, before SIGTERM)")
+      "vxtap_packets_total / datagrams that reached vxtap, before SIGTERM; replay: requests "
+      "replayed / exact / header-correct, of those whose events were exact)")
 PY
 echo "[all] total $(( $(date +%s) - T0 ))s" >&2
 if [ ${#FAILED[@]} -eq 0 ]; then

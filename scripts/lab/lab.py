@@ -16,6 +16,8 @@ Subcommands (run.sh drives them; each can be used by hand):
   settle        wait until vxtap took in every datagram and wrote every event; save /metrics
   drain-probe   SIGTERM vxtap and poll /-/healthcheck until it has exited
   run-report    drain and metrics checks of a run directory (run.json)
+  replay-recorder  origin behind the replay target's nginx: records every request it gets (jsonl)
+  replay-check  ALB replay: every exact request replayed once, as sent, with the added headers
   selftest      unit tests of the checker (and the HTTP helpers) on hand-written data
 """
 
@@ -85,7 +87,49 @@ class HTTPError(Exception):
     pass
 
 
-class Conn:
+class SockReader:
+    """Buffered reads of a socket: CRLF lines, exact byte counts, chunked bodies."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def _fill(self):
+        d = self.sock.recv(262144)
+        if not d:
+            raise EOFError
+        self.buf += d
+
+    def _line(self, limit=65536):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i], self.buf[i + 2:]
+                return line
+            if len(self.buf) > limit:
+                raise HTTPError("line too long")
+            self._fill()
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+
+    def _chunked_body(self):
+        """A chunked body (the trailer section read and dropped)."""
+        body = b""
+        while True:
+            size = int(self._line().split(b";")[0].strip(), 16)
+            if size == 0:
+                while self._line() != b"":
+                    pass
+                return body
+            body += self._exact(size)
+            if self._exact(2) != b"\r\n":
+                raise HTTPError("bad chunk end")
+
+
+class Conn(SockReader):
     """A raw TCP connection with a receive buffer and a response parser."""
 
     def __init__(self, host, port, timeout=TIMEOUT, nodelay=False):
@@ -95,7 +139,7 @@ class Conn:
         if nodelay:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.connect((host, port))
-        self.buf = b""
+        SockReader.__init__(self, self.sock)
         self.eof = False
         self.bytes_sent = 0
         self.bytes_recv = 0
@@ -118,22 +162,6 @@ class Conn:
             raise HTTPError("connection closed by peer")
         self.bytes_recv += len(d)
         self.buf += d
-
-    def _line(self, limit=65536):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line, self.buf = self.buf[:i], self.buf[i + 2:]
-                return line
-            if len(self.buf) > limit:
-                raise HTTPError("line too long")
-            self._fill()
-
-    def _exact(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        d, self.buf = self.buf[:n], self.buf[n:]
-        return d
 
     def rx_pos(self):
         """Offset in the server->client stream of the next unread byte."""
@@ -173,16 +201,7 @@ class Conn:
         if method == "HEAD" or status in (204, 304):
             body = b""
         elif b"chunked" in h.get(b"transfer-encoding", b"").lower():
-            body = b""
-            while True:
-                size = int(self._line().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self._line() != b"":
-                        pass
-                    break
-                body += self._exact(size)
-                if self._exact(2) != b"\r\n":
-                    raise HTTPError("bad chunk end")
+            body = self._chunked_body()
         elif b"content-length" in h:
             body = self._exact(int(h[b"content-length"]))
         else:
@@ -739,6 +758,33 @@ class Cases:
             for t in ths:
                 t.join(TIMEOUT * 3)
 
+    def case_fwd(self):
+        """Forwarding headers the client sends itself (not in `all`; run.sh --replay-check adds
+        it): a replay must append the client to X-Forwarded-For (one header or two), keep
+        X-Forwarded-Proto and a non-empty X-Request-ID, replace X-Forwarded-Port, X-Scheme and
+        X-Server-Addr/-Port with the true values, and give an empty X-Request-ID a new id."""
+        def rid():
+            return "lab-%s" % uuid.UUID(int=self.rng.getrandbits(128))
+
+        self.one(self.req("fwd", extra_headers=[("X-Forwarded-For", "203.0.113.7")]))
+        self.one(self.req("fwd", "POST", body=self.rtext(500), extra_headers=[
+            ("Content-Type", "text/plain"), ("X-Forwarded-For", "203.0.113.7, 198.51.100.2"),
+            ("X-Forwarded-Proto", "https"), ("X-Request-ID", rid())]))
+        self.one(self.req("fwd", extra_headers=[("X-Forwarded-For", "203.0.113.9"),
+                                                ("X-Forwarded-For", "192.0.2.1")]))
+        self.one(self.req("fwd", extra_headers=[
+            ("X-Request-ID", rid()), ("X-Server-Addr", "192.0.2.99"), ("X-Server-Port", "8443"),
+            ("X-Forwarded-Port", "1"), ("X-Scheme", "https")]))
+        self.one(self.req("fwd", extra_headers=[("X-Request-ID", "")]))
+        body = self.rtext(2000)
+        h6 = self.h6
+        self.keepalive([
+            self.req("fwd", host=h6, extra_headers=[("X-Forwarded-For", "2001:db8::7")]),
+            self.req("fwd", "POST", host=h6, body=body, framing="chunked",
+                     chunks=[body[:700], body[700:]],
+                     extra_headers=[("Content-Type", "text/plain"), ("X-Forwarded-Proto", "https"),
+                                    ("X-Request-ID", rid())])], host=h6)
+
     def case_tail(self):
         # the last request after a quiet spell: all its frames arrive within a millisecond or two,
         # and its event must still be written before SIGTERM (not when the next frame comes)
@@ -1113,6 +1159,427 @@ def cmd_check(a):
     if a.json:
         with open(a.json, "w") as f:
             json.dump(summary, f, indent=1)
+    return 0 if ok and not errs else 1
+
+
+# ---------------------------------------------------------------------------
+# ALB replay (run.sh --replay-check): vxtap listen --replay http://127.0.0.1:8080 in the tap
+# namespace; there a second nginx (the "ALB") logs every request it gets as JSON and proxies it to
+# `replay-recorder`, which records what arrived; `replay-check` compares both with sent.jsonl.
+
+REPLAY_ADDED = ("x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-scheme",
+                "x-server-addr", "x-server-port", "x-request-id")
+# dropped by vxtap (hop-by-hop, framing: RFC 9110 7.6.1) and by nginx's proxy module on the way to
+# the recorder (Expect, Keep-Alive, TE, Upgrade; Connection is redone for the upstream)
+REPLAY_NOT_RELAYED = ("connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+                      "transfer-encoding", "content-length", "expect", "host")
+
+
+def _recorder_read(rd):
+    """One request from `rd`: (method, target, version, [(name, value)], body, chunked), or None
+    at a clean end of the connection."""
+    try:
+        line = rd._line(1 << 20)
+    except EOFError:
+        return None
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        raise HTTPError("bad request line %r" % line[:100])
+    headers = []
+    while True:
+        h = rd._line(1 << 20)
+        if h == b"":
+            break
+        k, sep, v = h.partition(b":")
+        if not sep:
+            raise HTTPError("bad header line %r" % h[:100])
+        headers.append((k, v.strip(b" \t")))
+    lower = [(k.lower(), v) for k, v in headers]
+    te = b",".join(v for k, v in lower if k == b"transfer-encoding").lower()
+    cls = [v for k, v in lower if k == b"content-length"]
+    body = b""
+    chunked = b"chunked" in te
+    if chunked:
+        body = rd._chunked_body()
+    elif cls:
+        body = rd._exact(int(cls[0]))
+    return parts[0], parts[1], parts[2], headers, body, chunked
+
+
+def cmd_replay_recorder(a):
+    """The origin behind the replay target's nginx: HTTP/1.1 keep-alive, Content-Length (and
+    chunked) bodies; one JSON line per request (method, target, X-Request-ID, body sha256 and
+    length, every header in order); answers 200 `ok m=<method> len=<body length>`."""
+    host, _, port = a.listen.rpartition(":")
+    ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host.strip("[]"), int(port)))
+    ls.listen(256)
+    ls.settimeout(0.2)
+    out = open(a.out, "w")
+    lock = threading.Lock()
+    stop = threading.Event()
+    st = {"requests": 0, "connections": 0, "errors": 0, "bytes": 0}
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def serve(sock, peer):
+        sock.settimeout(a.idle)
+        rd = SockReader(sock)
+        try:
+            while True:
+                got = _recorder_read(rd)
+                if got is None:
+                    return
+                method, target, version, headers, body, chunked = got
+                low = [(k.lower(), v) for k, v in headers]
+                rids = [v for k, v in low if k == b"x-request-id"]
+                cl = [v for k, v in low if k == b"content-length"]
+                rec = {"t": round(time.time(), 6), "peer_port": peer[1], "method": contract_str(method),
+                       "target": contract_str(target), "target_b64": b64(target),
+                       "version": contract_str(version),
+                       "request_id": contract_str(rids[0]) if rids else None,
+                       "n_request_id": len(rids), "body_len": len(body),
+                       "body_sha256": sha256(body),
+                       "content_length": contract_str(cl[0]) if cl else None,
+                       "chunked": chunked,
+                       "headers": [[contract_str(k), contract_str(v)] for k, v in headers]}
+                conn_tok = b",".join(v for k, v in low if k == b"connection").lower()
+                close = b"close" in conn_tok or (version == b"HTTP/1.0" and b"keep-alive" not in conn_tok)
+                resp_body = b"ok m=%s len=%d\n" % (method, len(body))
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n" % (
+                    len(resp_body), b"Connection: close\r\n" if close else b"")
+                with lock:
+                    out.write(json.dumps(rec) + "\n")
+                    out.flush()
+                    st["requests"] += 1
+                    st["bytes"] += len(body)
+                sock.sendall(head + (b"" if method == b"HEAD" else resp_body))
+                if close:
+                    return
+        except (OSError, HTTPError, ValueError) as e:
+            with lock:
+                st["errors"] += 1
+            log("replay-recorder: connection from port %d: %s: %s" % (peer[1], type(e).__name__, e))
+        finally:
+            sock.close()
+
+    print("replay-recorder: listening on %s, recording to %s" % (a.listen, a.out), flush=True)
+    end = time.time() + a.max_seconds
+    while not stop.is_set() and time.time() < end:
+        try:
+            s, peer = ls.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        with lock:
+            st["connections"] += 1
+        threading.Thread(target=serve, args=(s, peer), daemon=True).start()
+    ls.close()
+    time.sleep(0.1)  # (answers in progress)
+    with lock:
+        out.close()
+        print("replay-recorder: %s" % json.dumps(st), flush=True)
+    return 0
+
+
+def _split_absolute(target):
+    """(authority, rest) of an absolute-form target (`scheme://authority/path?query`), else None."""
+    if not target[:1].isalpha():
+        return None
+    i = 0
+    while i < len(target) and (target[i:i + 1].isalnum() or target[i:i + 1] in (b"+", b"-", b".")):
+        i += 1
+    if target[i:i + 3] != b"://":
+        return None
+    rest = target[i + 3:]
+    j = next((k for k, c in enumerate(rest) if c in b"/?#"), len(rest))
+    return rest[:j], rest[j:]
+
+
+def origin_form(target):
+    """vxtap replays an absolute-form target (`http://host/p?q`) as origin-form (`/p?q`); bytes
+    that cannot stand in a request line (controls, space, DEL) as %XX (CONTRACT.md, README)."""
+    sp = _split_absolute(target)
+    path = target
+    if sp is not None:
+        path = sp[1] if sp[1].startswith(b"/") else b"/" + sp[1]
+    return b"".join(b"%%%02X" % c if c <= 0x20 or c == 0x7f else bytes([c]) for c in path)
+
+
+def _authority(target):
+    """The authority of an absolute-form target (user information dropped), else None."""
+    sp = _split_absolute(target)
+    return sp[0].rpartition(b"@")[2] if sp is not None else None
+
+
+def replay_expect(r):
+    """What the replay target must get for the sent request record `r`: {field: value} of the nginx
+    log fields (JSON log_format below) and the recorder's body figures."""
+    target = base64.b64decode(r["target_b64"])
+    hdrs = [(k, v) for k, v in r.get("headers") or []]
+    low = [(k.lower(), v) for k, v in hdrs]
+    conn_tokens = {t.strip().lower() for k, v in low if k == "connection" for t in v.split(",")}
+    conn_tokens.discard("host")
+    dropped = set(REPLAY_NOT_RELAYED[:6]) | conn_tokens
+
+    def first(name):
+        return next((v for k, v in low if k == name), None)
+
+    host = first("host")
+    if host is None:  # HTTP/1.0 without Host: the absolute-form authority, else the server
+        auth = _authority(target)
+        if auth:
+            host = auth.decode("latin-1")
+        else:
+            ip = ipaddress.ip_address(r["dst_ip"])
+            host = str(ip) if ip.version == 4 else "[%s]" % ip
+            if r["dst_port"] != 80:
+                host += ":%d" % r["dst_port"]
+    xff_in = [v.strip(" \t") for k, v in low if k == "x-forwarded-for"] \
+        if "x-forwarded-for" not in dropped else []
+    xff = ", ".join([v for v in xff_in if v] + [norm_ip(r["src_ip"])])
+    proto = first("x-forwarded-proto") if "x-forwarded-proto" not in dropped else None
+    rid = first("x-request-id") if "x-request-id" not in dropped else None
+    framed = any(k in ("content-length", "transfer-encoding") for k, _ in low)
+    return {
+        "method": r["method"], "target": origin_form(target),
+        "host": host, "xff": xff, "xfport": str(r["src_port"]),
+        "xfproto": proto if proto is not None else "http", "xscheme": "http",
+        "xsaddr": norm_ip(r["dst_ip"]), "xsport": str(r["dst_port"]),
+        "xrid": rid or None,  # None: a new one, unique
+        "cl": str(r["body_len"]) if (framed or r["body_len"]) else "",
+        "body_len": r["body_len"], "body_sha256": r["body_sha256"],
+        # end-to-end headers the client sent, that must reach the origin as sent, in order
+        "kept": [(k, v) for k, v in hdrs if k.lower() not in dropped
+                 and k.lower() not in REPLAY_NOT_RELAYED and k.lower() not in REPLAY_ADDED],
+    }
+
+
+def _exact_requests(sent, events, vni):
+    """Keys (method, target) of the requests the event check finds exact: one http event, no
+    difference but a missing status (and gap false)."""
+    evs = {}
+    for ev in events:
+        if ev.get("event_type") == "http":
+            h = ev.get("http") or {}
+            evs.setdefault((h.get("http_method"), h.get("url")), []).append(ev)
+    out = set()
+    for r in sent:
+        if r.get("kind", "request") != "request":
+            continue
+        e = evs.get((r["method"], r["target"]), [])
+        if len(e) == 1 and not [k for k, _ in compare(r, e[0], vni) if k != "nostatus"]:
+            out.add((r["method"], r["target"]))
+    return out
+
+
+def _load_nginx_json_log(path, errors):
+    """nginx `escape=json` lines: bytes >= 0x80 are written raw, so read them as bytes."""
+    out = []
+    if not os.path.exists(path):
+        errors.append("no replay target access log %s" % path)
+        return out
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line.decode("utf-8", "surrogateescape")))
+            except ValueError as e:
+                errors.append("%s:%d: bad JSON: %s" % (path, i, e))
+    return out
+
+
+def _sx(s):
+    """A string from a JSON file back to the bytes it stands for."""
+    return s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s
+
+
+def replay_check(sent, events, recorded, logged, vni=None, summary=None, out=sys.stdout,
+                 max_detail=40, allow_skipped=False):
+    """Every request the event check finds exact was replayed exactly once, as sent (method,
+    origin-form target, body, Content-Length) with the right added headers; the replay target
+    answered every one itself; nothing else was replayed. Returns (ok, figures)."""
+    problems, detail = [], []
+    reqs = [r for r in sent if r.get("kind", "request") == "request"]
+    exact_keys = _exact_requests(sent, events, vni)
+    by_key = {}  # (method, origin-form target bytes) -> sent record
+    for r in reqs:
+        by_key[(r["method"], origin_form(base64.b64decode(r["target_b64"])))] = r
+    rec_by, log_by = {}, {}
+    for x in recorded:
+        rec_by.setdefault((x["method"], base64.b64decode(x["target_b64"])), []).append(x)
+    for x in logged:
+        log_by.setdefault((x.get("method"), _sx(x.get("uri"))), []).append(x)
+    # answers of the replay target's nginx: its own 4xx/5xx, or an answer without the recorder
+    ngx_err = 0
+    for x in logged:
+        st = int(x.get("status") or 0)
+        if st >= 400 or not x.get("upstream_status"):
+            ngx_err += 1
+            detail.append("NGXERR   nginx answered %s (upstream %r) to %s %s"
+                          % (x.get("status"), x.get("upstream_status"), x.get("method"),
+                             _short(x.get("uri"))))
+    # nothing replayed that the client did not send
+    extra = 0
+    for key, xs in list(log_by.items()) + list(rec_by.items()):
+        if key not in by_key:
+            extra += len(xs)
+            detail.append("EXTRA    replayed, never sent: %s %s (x%d)" % (key[0], _short(key[1]),
+                                                                        len(xs)))
+    ids = {}
+    for x in logged:
+        if x.get("xrid"):
+            ids[x["xrid"]] = ids.get(x["xrid"], 0) + 1
+    cases = {}
+    fig = dict(sent=len(reqs), expected=0, replayed=0, exact=0, header_correct=0, missing=0,
+               dup=0, not_expected_replayed=0)
+    for key, r in by_key.items():
+        c = cases.setdefault(r["case"], dict(sent=0, expected=0, replayed=0, exact=0, hdr_ok=0))
+        c["sent"] += 1
+        lg, rc = log_by.get(key, []), rec_by.get(key, [])
+        tgt = "%s %s" % (r["method"], _short(r["target"]))
+        if (r["method"], r["target"]) not in exact_keys:
+            if lg or rc:
+                fig["not_expected_replayed"] += 1
+                if len(lg) > 1 or len(rc) > 1:
+                    fig["dup"] += 1
+                    detail.append("DUP      %-11s %s: replayed x%d (nginx) / x%d (recorder)"
+                                  % (r["case"], tgt, len(lg), len(rc)))
+            continue
+        c["expected"] += 1
+        fig["expected"] += 1
+        if not lg and not rc:
+            fig["missing"] += 1
+            detail.append("MISSING  %-11s %s: exact event, never replayed" % (r["case"], tgt))
+            continue
+        c["replayed"] += 1
+        fig["replayed"] += 1
+        errs, herrs = [], []
+        if len(lg) != 1 or len(rc) != 1:
+            fig["dup"] += int(len(lg) > 1 or len(rc) > 1)
+            errs.append("replayed x%d (nginx log) / x%d (recorder), want once" % (len(lg), len(rc)))
+        want = replay_expect(r)
+        g = lg[0] if lg else {}
+        x = rc[0] if rc else None
+        if x is None:
+            errs.append("nginx logged it (status %s) but never passed it on" % g.get("status"))
+        else:
+            if x["body_sha256"] != want["body_sha256"] or x["body_len"] != want["body_len"]:
+                errs.append("body %d bytes sha256 %s..., sent %d bytes %s..."
+                            % (x["body_len"], x["body_sha256"][:12], want["body_len"],
+                               want["body_sha256"][:12]))
+        if g:
+            if g.get("cl") != want["cl"]:
+                errs.append("Content-Length %r, want %r" % (g.get("cl"), want["cl"] or "(none)"))
+            if g.get("protocol") != "HTTP/1.1":
+                errs.append("protocol %r, want HTTP/1.1" % g.get("protocol"))
+            for f, name in (("host", "Host"), ("xff", "X-Forwarded-For"),
+                            ("xfport", "X-Forwarded-Port"), ("xfproto", "X-Forwarded-Proto"),
+                            ("xscheme", "X-Scheme"), ("xsaddr", "X-Server-Addr"),
+                            ("xsport", "X-Server-Port")):
+                gv = g.get(f)
+                if gv != want[f]:
+                    herrs.append("%s %r, want %r" % (name, g.get(f), want[f]))
+            rid = g.get("xrid")
+            if not rid:
+                herrs.append("no X-Request-ID")
+            elif want["xrid"] is not None and rid != want["xrid"]:
+                herrs.append("X-Request-ID %r, the client sent %r" % (rid, want["xrid"]))
+            elif ids.get(rid, 0) > 1:
+                herrs.append("X-Request-ID %r given to %d requests" % (rid, ids[rid]))
+        if x is not None:
+            low = [(k.lower(), v) for k, v in x["headers"]]
+            for name in REPLAY_ADDED:
+                n = sum(1 for k, _ in low if k == name)
+                if n != 1:
+                    herrs.append("%d %s headers at the origin, want 1" % (n, name))
+            # the client's other headers: all there, same values, same order
+            got = [(k, v) for k, v in x["headers"] if k.lower() not in REPLAY_NOT_RELAYED
+                   and k.lower() not in REPLAY_ADDED]
+            it = iter(got)
+            for kv in want["kept"]:
+                if not any(tuple(y) == kv for y in it):
+                    herrs.append("header %s missing or out of order at the origin (got %s)"
+                                 % (_short(list(kv)), _short(got)))
+                    break
+        for e in errs:
+            detail.append("REPLAY   %-11s %s: %s" % (r["case"], tgt, e))
+        for e in herrs:
+            detail.append("RHDR     %-11s %s: %s" % (r["case"], tgt, e))
+        if not errs:
+            c["exact"] += 1
+            fig["exact"] += 1
+            if not herrs:
+                c["hdr_ok"] += 1
+                fig["header_correct"] += 1
+    fig.update(nginx_log=len(logged), recorded=len(recorded), extra=extra, nginx_errors=ngx_err,
+               unique_ids=len(ids))
+    # vxtap's own count: everything accepted was answered, nothing failed, dropped or abandoned
+    rs = (summary or {}).get("replay")
+    fig["vxtap"] = rs
+    if rs is None:
+        problems.append("no `replay` object in vxtap's exit summary")
+    else:
+        for k in ("failed", "dropped", "abandoned") + (() if allow_skipped else ("skipped",)):
+            v = rs.get(k)
+            if (sum(v.values()) if isinstance(v, dict) else v or 0) != 0:
+                problems.append("vxtap replay summary: %s %s, want 0" % (k, v))
+        if rs.get("sent") != len(logged):
+            problems.append("vxtap replay summary: sent %s, the target logged %d requests"
+                            % (rs.get("sent"), len(logged)))
+    print("%-12s" % "case" + "".join("%9s" % k for k in ("sent", "expected", "replayed", "exact",
+                                                         "hdr_ok")), file=out)
+    tot = dict(sent=0, expected=0, replayed=0, exact=0, hdr_ok=0)
+    for name in sorted(cases):
+        for k in tot:
+            tot[k] += cases[name][k]
+        print("%-12s" % name + "".join("%9d" % cases[name][k] for k in tot), file=out)
+    print("%-12s" % "TOTAL" + "".join("%9d" % tot[k] for k in tot), file=out)
+    ok = (fig["expected"] > 0 and fig["expected"] == fig["replayed"] == fig["exact"]
+          == fig["header_correct"] and fig["dup"] == 0 and extra == 0 and ngx_err == 0
+          and not problems)
+    print("replay: %d sent, %d expected (exact events), %d replayed, %d exact, %d header-correct; "
+          "%d missing, %d dup, %d extra, %d nginx errors; target log %d lines, recorder %d "
+          "requests, %d distinct X-Request-IDs; vxtap replay summary %s"
+          % (fig["sent"], fig["expected"], fig["replayed"], fig["exact"], fig["header_correct"],
+             fig["missing"], fig["dup"], extra, ngx_err, len(logged), len(recorded), len(ids),
+             json.dumps(rs, sort_keys=True)), file=out)
+    if fig["not_expected_replayed"]:
+        print("  note: %d requests whose events were not exact were replayed too"
+              % fig["not_expected_replayed"], file=out)
+    for d in detail[:max_detail]:
+        print("  " + d, file=out)
+    if len(detail) > max_detail:
+        print("  ... %d more" % (len(detail) - max_detail), file=out)
+    for p in problems:
+        print("  PROBLEM  " + p, file=out)
+    print("REPLAY-CHECK %s" % ("PASS" if ok else "FAIL"), file=out)
+    fig["ok"] = ok
+    return ok, fig
+
+
+def cmd_replay_check(a):
+    errs = []
+    sent = []
+    for p in a.sent:
+        sent += load_jsonl(p, errs)
+    events = load_jsonl(a.events, errs) if os.path.exists(a.events) else []
+    recorded = load_jsonl(a.recorder, errs) if os.path.exists(a.recorder) else []
+    if not os.path.exists(a.recorder):
+        errs.append("no recorder file %s" % a.recorder)
+    logged = _load_nginx_json_log(a.nginx_log, errs)
+    summ = vxtap_summary(a.summary) if a.summary else None
+    for e in errs:
+        print("  PROBLEM  " + e)
+    ok, fig = replay_check(sent, events, recorded, logged, vni=a.vni, summary=summ,
+                           allow_skipped=a.allow_skipped)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(fig, f, indent=1)
     return 0 if ok and not errs else 1
 
 
@@ -2036,6 +2503,8 @@ def cmd_selftest(a):
     expect("other-types-ok", True, events + [{"event_type": "stats"}])
     # -- impaired runs: intactness from the relay log, and the impaired rules
     fails += _selftest_impaired(sent, events)
+    # -- ALB replay: what the replay target got, against the sent requests
+    fails += _selftest_replay(sent, events)
     # contract string rule: non-UTF-8 bytes are \u00XX of the byte
     assert contract_str(b"/a\xffb/caf\xc3\xa9") == "/a\u00ffb/caf\u00e9", "contract_str"
     # chunked wire form
@@ -2144,6 +2613,103 @@ def _selftest_impaired(sent, events):
     return fails
 
 
+def _selftest_replay(sent, events):
+    """replay-check on a replay made up from the sample requests, then with one fault at a time."""
+    fails = []
+    reqs = [r for r in sent if r.get("kind", "request") == "request"]
+    n = len(reqs)
+
+    def perfect():
+        rec, lg = [], []
+        for i, r in enumerate(reqs):
+            w = replay_expect(r)
+            rid = w["xrid"] or "%032x" % (i + 1)
+            hdrs = [["Host", w["host"]]] + [list(kv) for kv in w["kept"]]
+            hdrs += [["X-Forwarded-For", w["xff"]], ["X-Forwarded-Port", w["xfport"]],
+                     ["X-Forwarded-Proto", w["xfproto"]], ["X-Scheme", "http"],
+                     ["X-Server-Addr", w["xsaddr"]], ["X-Server-Port", w["xsport"]],
+                     ["X-Request-ID", rid]]
+            if w["cl"]:
+                hdrs.append(["Content-Length", w["cl"]])
+            rec.append({"method": w["method"], "target_b64": b64(w["target"]), "request_id": rid,
+                        "body_len": w["body_len"], "body_sha256": w["body_sha256"],
+                        "headers": hdrs})
+            lg.append({"method": w["method"], "uri": w["target"].decode("utf-8", "surrogateescape"),
+                       "protocol": "HTTP/1.1", "host": w["host"], "xff": w["xff"],
+                       "xfport": w["xfport"], "xfproto": w["xfproto"], "xscheme": "http",
+                       "xsaddr": w["xsaddr"], "xsport": w["xsport"], "xrid": rid, "cl": w["cl"],
+                       "status": "200", "upstream_status": "200"})
+        return rec, lg
+
+    summ = {"replay": {"accepted": n, "sent": n, "failed": 0, "dropped": 0, "abandoned": 0,
+                       "skipped": 0}}
+
+    def expect(name, ok_want, fn=None, want=None, summary=summ):
+        rec, lg = perfect()
+        if fn:
+            fn(rec, lg)
+        buf = _Sink()
+        ok, fig = replay_check(sent, events, rec, lg, vni=1377, summary=summary, out=buf)
+        if ok != ok_want:
+            fails.append("replay %s: replay_check returned %s, wanted %s\n%s"
+                         % (name, ok, ok_want, buf.text))
+        for k, v in (want or {}).items():
+            if fig.get(k) != v:
+                fails.append("replay %s: %s=%r, wanted %r\n%s" % (name, k, fig.get(k), v, buf.text))
+
+    def both(i, **kw):
+        def fn(rec, lg):
+            for k, v in kw.items():
+                if k.startswith("rec_"):
+                    rec[i][k[4:]] = v
+                else:
+                    lg[i][k] = v
+        return fn
+
+    expect("good", True, want={"expected": n, "replayed": n, "exact": n, "header_correct": n})
+    expect("missing", False, lambda rec, lg: (rec.pop(0), lg.pop(0)),
+           {"missing": 1, "replayed": n - 1})
+    expect("dup", False, lambda rec, lg: (rec.append(dict(rec[0])), lg.append(dict(lg[0]))),
+           {"dup": 1, "exact": n - 1})
+    expect("body", False, both(1, rec_body_sha256="0" * 64), {"exact": n - 1})
+    expect("content-length", False, both(1, cl="3"), {"exact": n - 1})
+    expect("host", False, both(0, host="10.77.2.2"), {"exact": n, "header_correct": n - 1})
+    expect("xff", False, both(0, xff="10.77.1.9"), {"header_correct": n - 1})
+    expect("xfport", False, both(0, xfport="1"), {"header_correct": n - 1})
+    expect("xfproto", False, both(0, xfproto="https"), {"header_correct": n - 1})
+    expect("xsaddr", False, both(2, xsaddr="10.77.2.1"), {"header_correct": n - 1})
+    expect("no-request-id", False, both(0, xrid=""), {"header_correct": n - 1})
+    expect("request-id-twice", False, lambda rec, lg: lg[1].update(xrid=lg[0]["xrid"]),
+           {"header_correct": n - 2})
+    expect("two-xff-headers", False,
+           lambda rec, lg: rec[0]["headers"].append(["X-Forwarded-For", "1.1.1.1"]),
+           {"header_correct": n - 1})
+    expect("header-dropped", False,
+           lambda rec, lg: rec[2]["headers"].__setitem__(slice(None), [
+               h for h in rec[2]["headers"] if h[0] != "x-dup"]), {"header_correct": n - 1})
+    expect("nginx-error", False, both(0, status="502", upstream_status="-"), {"nginx_errors": 1})
+    expect("not-passed-on", False, lambda rec, lg: rec.pop(0), {"exact": n - 1})
+    expect("extra", False, lambda rec, lg: (
+        rec.append(dict(rec[0], target_b64=b64(b"/never/sent"))),
+        lg.append(dict(lg[0], uri="/never/sent"))), {"extra": 2})
+    expect("summary-failed", False,
+           summary={"replay": dict(summ["replay"], failed=1, sent=n - 1)})
+    expect("no-summary", False, summary={})
+    for t, want in ((b"http://h:8/a?b", b"/a?b"), (b"http://h?x", b"/?x"), (b"/a b", b"/a%20b"),
+                    (b"/caf\xc3\xa9", b"/caf\xc3\xa9"), (b"*", b"*")):
+        if origin_form(t) != want:
+            fails.append("origin_form(%r) = %r, want %r" % (t, origin_form(t), want))
+    if _authority(b"http://u:p@h:8/x") != b"h:8" or _authority(b"/x") is not None:
+        fails.append("_authority")
+    r10 = dict(reqs[0], headers=[["User-Agent", "x"]], target_b64=b64(b"/x"))
+    if replay_expect(r10)["host"] != "10.77.1.1":
+        fails.append("replay_expect: no Host -> the server address")
+    r10["target_b64"] = b64(b"http://example.test:81/x")
+    if replay_expect(r10)["host"] != "example.test:81":
+        fails.append("replay_expect: no Host, absolute-form -> its authority")
+    return fails
+
+
 class _Sink:
     def __init__(self):
         self.text = ""
@@ -2167,7 +2733,7 @@ def main(argv=None):
     p.add_argument("--v4", required=True)
     p.add_argument("--v6", required=True)
     p.add_argument("--port", type=int, default=80)
-    p.add_argument("--cases", default="all", help="comma list of: all (= %s), bulk"
+    p.add_argument("--cases", default="all", help="comma list of: all (= %s), bulk, fwd"
                    % ",".join(ALL_CASES))
     p.add_argument("--seed", type=int, default=1377)
     p.set_defaults(fn=cmd_client)
@@ -2245,6 +2811,26 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=15)
     p.add_argument("--json", required=True)
     p.set_defaults(fn=cmd_drain_probe)
+
+    p = sub.add_parser("replay-recorder", help="the origin behind the replay target's nginx: "
+                       "records every request (jsonl)")
+    p.add_argument("--listen", required=True, help="ADDR:PORT")
+    p.add_argument("--out", required=True, help="one JSON line per request")
+    p.add_argument("--idle", type=float, default=120, help="keep-alive idle timeout, seconds")
+    p.add_argument("--max-seconds", type=float, default=300)
+    p.set_defaults(fn=cmd_replay_recorder)
+
+    p = sub.add_parser("replay-check", help="what the replay target got against sent.jsonl")
+    p.add_argument("--sent", action="append", required=True)
+    p.add_argument("--events", required=True)
+    p.add_argument("--vni", type=int)
+    p.add_argument("--recorder", required=True, help="replay-recorder's jsonl")
+    p.add_argument("--nginx-log", required=True, help="the replay target nginx's JSON access log")
+    p.add_argument("--summary", help="vxtap's stderr (its exit summary has the replay counters)")
+    p.add_argument("--allow-skipped", action="store_true",
+                   help="impaired run: requests with missing bytes are skipped (not replayed)")
+    p.add_argument("--json", help="write the figures there")
+    p.set_defaults(fn=cmd_replay_check)
 
     p = sub.add_parser("tshark-check")
     p.add_argument("--pcap", required=True)

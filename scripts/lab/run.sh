@@ -8,7 +8,7 @@
 # Usage (from the repo root, as root):
 #   scripts/lab/run.sh [--vxtap PATH] [--out DIR] [--plumbing] [--no-capture] [--mtu N]
 #                      [--cases a,b,c] [--keep-out] [--one-way] [--impair SPEC] [--iface-mode]
-#                      [--drain-check] [-- extra vxtap listen args]
+#                      [--drain-check] [--replay-check] [-- extra vxtap listen args]
 #   --vxtap PATH   vxtap binary (default: $VXTAP, else <repo>/target/release/vxtap)
 #   --plumbing     no vxtap: check with tshark that every client byte reaches the tap namespace
 #   --no-capture   do not record the mirrored VXLAN stream to $OUT/mirror.pcapng
@@ -24,6 +24,10 @@
 #   --iface-mode   vxtap captures the VXLAN frames on the tap veth (listen --udp off --iface t1)
 #   --drain-check  strict drain and metrics checks: 503 seen while draining, exit within the drain
 #                  timeout, /metrics packets/requests equal to what arrived and what was written
+#   --replay-check ALB replay: vxtap gets --replay http://127.0.0.1:8080, an nginx in the tap namespace
+#                  (JSON access log) in front of lab.py replay-recorder; every request with an exact
+#                  event must arrive there once, as sent, with the added X-Forwarded-* headers
+#                  (adds the client case fwd)
 # Environment: VXTAP, VXTAP_ARGS (extra listen args), LAB_ID (namespace prefix, default: PID),
 #              LAB_LINGER (seconds of idle time before the pre-SIGTERM scrape, default 0).
 # Exit 0 only if every check passes. Namespaces and processes are removed on any exit.
@@ -43,6 +47,7 @@ ONEWAY=0
 IMPAIR=""
 IFACE_MODE=0
 DRAIN_CHECK=0
+REPLAY_CHECK=0
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,8 +62,9 @@ while [ $# -gt 0 ]; do
         --impair) IMPAIR="$2"; shift 2 ;;
         --iface-mode) IFACE_MODE=1; shift ;;
         --drain-check) DRAIN_CHECK=1; shift ;;
+        --replay-check) REPLAY_CHECK=1; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,30p' "$0" | grep -v '^set '; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0" | grep -v '^set '; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -67,6 +73,10 @@ if [ "$MTU" -gt 9001 ] || [ "$MTU" -lt 1280 ]; then echo "run.sh: --mtu 1280..90
 if [ -n "$IMPAIR" ] && { [ "$IFACE_MODE" = 1 ] || [ "$PLUMBING" = 1 ]; }; then
     echo "run.sh: --impair goes with the UDP receiver only (not --iface-mode / --plumbing)" >&2; exit 2
 fi
+if [ "$REPLAY_CHECK" = 1 ] && [ "$PLUMBING" = 1 ]; then
+    echo "run.sh: --replay-check needs vxtap (not --plumbing)" >&2; exit 2
+fi
+if [ "$REPLAY_CHECK" = 1 ] && [[ ",$CASES," != *,fwd,* ]]; then CASES="$CASES,fwd"; fi
 if [ -n "$IMPAIR" ]; then  # fail early on a bad spec
     python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import lab; lab.parse_impair(sys.argv[2])' \
         "$HERE" "$IMPAIR" || exit 2
@@ -89,6 +99,9 @@ SRV4=10.77.1.1; CLI4=10.77.1.2; SRV6=fd00:77:1::1; CLI6=fd00:77:1::2
 UND_S=10.77.2.1; UND_T=10.77.2.2
 VNI=1377
 HEALTH=127.0.0.1:9445   # inside the tap namespace: its own loopback, no clash between runs
+# --replay-check, tap namespace loopback only: vxtap -> nginx (the "ALB") -> replay-recorder
+REPLAY_PORT=8080
+RECORDER_PORT=8082
 DRAIN=10
 # the port vx0 sends to: vxtap's 4789, or the impairment relay's 4790 (which forwards to 4789)
 VXPORT=4789
@@ -97,9 +110,11 @@ if [ -n "$IMPAIR" ]; then VXPORT=4790; fi
 if [ -z "$OUT" ]; then OUT="$(mktemp -d /tmp/vxlab.XXXXXX)"; AUTO_OUT=1; else AUTO_OUT=0; fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-rm -f "$OUT"/{sent,conns,sent-hold,conns-hold,events,relay}.jsonl "$OUT"/mirror.pcapng "$OUT"/release \
-      "$OUT"/ready "$OUT"/{relay-summary,sink-summary,settle,drain,check,run}.json "$OUT"/relayed.pcap
+rm -f "$OUT"/{sent,conns,sent-hold,conns-hold,events,relay,replay-recorded}.jsonl "$OUT"/mirror.pcapng \
+      "$OUT"/release "$OUT"/ready "$OUT"/{relay-summary,sink-summary,settle,drain,check,run,replay-check}.json \
+      "$OUT"/relayed.pcap "$OUT"/replay-check.txt
 NGX="$OUT/nginx"
+RNGX="$OUT/replay-nginx"   # --replay-check: the replay target's nginx
 PIDS=()   # every process we start, by PID
 RESULT=1
 
@@ -206,17 +221,24 @@ setup_net() {
 }
 
 # ---------------------------------------------------------------- nginx
-start_nginx() {
-    mkdir -p "$NGX"/{body,proxy,fastcgi,uwsgi,scgi,logs}
-    cat >"$NGX/nginx.conf" <<EOF
+# The start of a foreground, single-process nginx configuration whose files live under $1; the
+# caller's text continues inside `http {`.
+nginx_conf_head() {
+    cat <<EOF
 daemon off;
 master_process off;
 worker_processes 1;
-pid $NGX/nginx.pid;
-error_log $NGX/logs/error.log notice;
+pid $1/nginx.pid;
+error_log $1/logs/error.log notice;
 events { worker_connections 1024; }
 http {
     default_type text/plain;
+EOF
+}
+
+start_nginx() {
+    mkdir -p "$NGX"/{body,proxy,fastcgi,uwsgi,scgi,logs}
+    { nginx_conf_head "$NGX"; cat <<EOF
     access_log $NGX/logs/access.log;
     client_body_temp_path $NGX/body;
     proxy_temp_path $NGX/proxy;
@@ -245,6 +267,7 @@ http {
     }
 }
 EOF
+    } >"$NGX/nginx.conf"
     ip netns exec "$NS_S" nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/logs/error.log" \
         >"$NGX/logs/stdout.log" 2>&1 &
     PIDS+=($!)
@@ -253,6 +276,72 @@ EOF
     if ! nse "$NS_S" python3 "$LAB" wait-tcp 127.0.0.1:80 '[::1]:80' --timeout 10; then
         log "nginx did not start:"; cat "$NGX/logs/error.log" >&2; exit 1
     fi
+}
+
+# ---------------------------------------------------------------- replay target (--replay-check)
+# In the tap namespace, on its loopback only: nginx on 127.0.0.1:$REPLAY_PORT (vxtap's --replay
+# target, an "internal ALB") logs each request as one JSON line (the headers vxtap adds) and proxies
+# it over keep-alive to lab.py replay-recorder on 127.0.0.1:$RECORDER_PORT, which records method,
+# target, headers and body sha256/length. nginx answers TRACE itself with 405 before any location;
+# `error_page 405 = @origin` hands that request to the same proxy, so TRACE reaches the recorder too.
+start_replay_target() {
+    ip netns exec "$NS_T" python3 "$LAB" replay-recorder --listen "127.0.0.1:$RECORDER_PORT" \
+        --out "$OUT/replay-recorded.jsonl" --max-seconds 300 >"$OUT/replay-recorder.log" 2>&1 &
+    RECORDER_PID=$!; PIDS+=("$RECORDER_PID")
+    mkdir -p "$RNGX"/{body,proxy,fastcgi,uwsgi,scgi,logs}
+    rm -f "$RNGX/logs/access.jsonl"   # (nginx appends)
+    local proxy="proxy_pass http://recorder; proxy_http_version 1.1; proxy_set_header Connection \"\";
+            proxy_set_header Host \$http_host; proxy_read_timeout 20s;"
+    { nginx_conf_head "$RNGX"; cat <<EOF
+    log_format replay escape=json '{"t":"\$msec","method":"\$request_method","uri":"\$request_uri",'
+        '"protocol":"\$server_protocol","host":"\$http_host","xff":"\$http_x_forwarded_for",'
+        '"xfport":"\$http_x_forwarded_port","xfproto":"\$http_x_forwarded_proto",'
+        '"xscheme":"\$http_x_scheme","xsaddr":"\$http_x_server_addr",'
+        '"xsport":"\$http_x_server_port","xrid":"\$http_x_request_id","cl":"\$content_length",'
+        '"status":"\$status","upstream_status":"\$upstream_status","conn":"\$connection",'
+        '"conn_requests":"\$connection_requests"}';
+    access_log $RNGX/logs/access.jsonl replay;
+    client_body_temp_path $RNGX/body;
+    proxy_temp_path $RNGX/proxy;
+    fastcgi_temp_path $RNGX/fastcgi;
+    uwsgi_temp_path $RNGX/uwsgi;
+    scgi_temp_path $RNGX/scgi;
+    client_max_body_size 32m;
+    client_body_buffer_size 64k;
+    large_client_header_buffers 8 32k;
+    keepalive_requests 100000;
+    keepalive_timeout 60s;
+    upstream recorder {
+        server 127.0.0.1:$RECORDER_PORT;
+        keepalive 32;
+    }
+    server {
+        listen 127.0.0.1:$REPLAY_PORT;
+        server_name _;
+        error_page 405 = @origin;
+        location / { $proxy }
+        location @origin { $proxy }
+    }
+}
+EOF
+    } >"$RNGX/nginx.conf"
+    ip netns exec "$NS_T" nginx -p "$RNGX" -c "$RNGX/nginx.conf" -e "$RNGX/logs/error.log" \
+        >"$RNGX/logs/stdout.log" 2>&1 &
+    RNGX_PID=$!; PIDS+=("$RNGX_PID")
+    # (wait-tcp's probes are connections without a request: nginx logs nothing for them)
+    if ! nse "$NS_T" python3 "$LAB" wait-tcp "127.0.0.1:$RECORDER_PORT" "127.0.0.1:$REPLAY_PORT" \
+            --timeout 10; then
+        log "replay target did not start:"; cat "$OUT/replay-recorder.log" "$RNGX/logs/error.log" >&2
+        exit 1
+    fi
+    log "replay target up: nginx 127.0.0.1:$REPLAY_PORT (pid $RNGX_PID) -> replay-recorder" \
+        "127.0.0.1:$RECORDER_PORT (pid $RECORDER_PID), tap namespace loopback"
+}
+
+stop_replay_target() {  # after vxtap has exited: it has sent (or given up on) every replay
+    stop_pid "$RNGX_PID" 5
+    stop_pid "$RECORDER_PID" 5
+    log "$(tail -1 "$OUT/replay-recorder.log" | cut -c1-300)"
 }
 
 # ---------------------------------------------------------------- capture
@@ -288,8 +377,10 @@ start_vxtap() {
     local env_extra=(${VXTAP_ARGS:-})
     local input=(--udp 0.0.0.0:4789)
     if [ "$IFACE_MODE" = 1 ]; then input=(--udp off --iface t1); fi
+    local replay=()
+    if [ "$REPLAY_CHECK" = 1 ]; then replay=(--replay "http://127.0.0.1:$REPLAY_PORT"); fi
     local args=(listen "${input[@]}" --events "$OUT/events.jsonl" --health "$HEALTH"
-                --vni "$VNI" --body-limit 16MiB --drain-timeout "$DRAIN"
+                --vni "$VNI" --body-limit 16MiB --drain-timeout "$DRAIN" "${replay[@]}"
                 "${env_extra[@]}" "${EXTRA[@]}")
     echo "$VXTAP ${args[*]}" >"$OUT/vxtap.cmd"
     ip netns exec "$NS_T" env RUST_BACKTRACE=1 "$VXTAP" "${args[@]}" >"$OUT/vxtap.stdout" 2>"$OUT/vxtap.stderr" &
@@ -361,12 +452,14 @@ if [ "$PLUMBING" = 1 ]; then MODE=plumbing; fi
 if [ "$ONEWAY" = 1 ]; then MODE="$MODE one-way"; fi
 if [ "$IFACE_MODE" = 1 ]; then MODE="$MODE iface"; fi
 if [ -n "$IMPAIR" ]; then MODE="$MODE impair=$IMPAIR"; fi
+if [ "$REPLAY_CHECK" = 1 ]; then MODE="$MODE replay"; fi
 log "lab $ID: out=$OUT mtu=$MTU mode=$MODE"
 setup_net
 start_nginx
 start_capture
 if [ "$IFACE_MODE" = 1 ]; then start_sink; fi
 if [ "$PLUMBING" = 0 ]; then
+    if [ "$REPLAY_CHECK" = 1 ]; then start_replay_target; fi
     start_vxtap
     if [ -n "$IMPAIR" ]; then start_relay; fi
     # baseline: vxtap's packet count and the namespace's UDP counters, read back to back
@@ -395,6 +488,7 @@ VXTAP_RC=""
 CHECK_RC=0
 REPORT_RC=0
 RELAY_RC=0
+REPLAY_RC=0
 if [ "$PLUMBING" = 1 ]; then
     sleep 1   # let the last mirrored packets arrive
     UDP_AFTER="$(nse "$NS_T" python3 "$LAB" udp-drops)"
@@ -440,6 +534,16 @@ else
     if [ "$DRAIN_CHECK" = 1 ]; then REPORT_EXTRA+=(--strict); fi
     python3 "$LAB" run-report --out "$OUT" --drain-timeout "$DRAIN" --vxtap-rc "$VXTAP_RC" \
         "${REPORT_EXTRA[@]}" | tee "$OUT/run-report.txt" || REPORT_RC=$?
+    if [ "$REPLAY_CHECK" = 1 ]; then
+        stop_replay_target
+        REPLAY_EXTRA=()
+        # impaired: requests with missing bytes are skipped by design (counted in the summary)
+        if [ -n "$IMPAIR" ]; then REPLAY_EXTRA+=(--allow-skipped); fi
+        python3 "$LAB" replay-check "${SENT[@]}" --events "$OUT/events.jsonl" --vni "$VNI" \
+            --recorder "$OUT/replay-recorded.jsonl" --nginx-log "$RNGX/logs/access.jsonl" \
+            --summary "$OUT/vxtap.stderr" --json "$OUT/replay-check.json" "${REPLAY_EXTRA[@]}" \
+            | tee "$OUT/replay-check.txt" || REPLAY_RC=$?
+    fi
 fi
 log "tap UDP counters before: $UDP_BEFORE"
 log "tap UDP counters after:  $UDP_AFTER"
@@ -450,6 +554,7 @@ FAIL=()
 [ "$CHECK_RC" = 0 ] || FAIL+=("checker failed")
 [ "$RELAY_RC" = 0 ] || FAIL+=("impairment relay failed (relay.log)")
 [ "$REPORT_RC" = 0 ] || FAIL+=("drain/metrics checks failed (run-report.txt)")
+[ "$REPLAY_RC" = 0 ] || FAIL+=("replay checks failed (replay-check.txt)")
 drops="$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print(b["RcvbufErrors"]-a["RcvbufErrors"])' "$UDP_BEFORE" "$UDP_AFTER")"
 [ "$drops" = 0 ] || FAIL+=("kernel dropped $drops mirrored datagrams at the tap socket (UDP RcvbufErrors): vxtap did not read fast enough / SO_RCVBUF too small")
 log "finished in $(( $(date +%s) - T0 ))s"
