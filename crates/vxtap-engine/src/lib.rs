@@ -24,6 +24,8 @@
 mod event;
 mod json;
 mod metrics;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::HashMap;
@@ -226,6 +228,7 @@ impl Engine {
             senders: self.senders.clone(),
             queued: self.queued.clone(),
             pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
+            stalled: vec![false; self.senders.len()],
             defrag: Defragmenter::new(DefragConfig::default()),
             per_vni: HashMap::new(),
             metrics: self.metrics.clone(),
@@ -365,6 +368,9 @@ pub struct Dispatcher {
     senders: Vec<Sender<Work>>,
     queued: Arc<[AtomicUsize]>,
     pending: Vec<Batch>,
+    /// Per worker: a wait for room ran out, so batches are dropped at once until its queue is half
+    /// empty (live input only).
+    stalled: Vec<bool>,
     defrag: Defragmenter,
     /// Segments per tunnel VNI since the last flush.
     per_vni: HashMap<u32, u64>,
@@ -426,7 +432,8 @@ impl Dispatcher {
 
     fn send(&mut self, shard: usize) {
         // The next batch for this shard starts with room for as much as this one held: one allocation
-        // each instead of a series of doublings and copies (and no more than the traffic needs).
+        // each instead of a series of doublings and copies (a batch's capacity is at most that of a
+        // full batch, so queued memory stays within twice the queue's byte limit).
         let next = Batch {
             items: Vec::with_capacity(self.pending[shard].items.len()),
             data: Vec::with_capacity(self.pending[shard].data.len()),
@@ -434,12 +441,24 @@ impl Dispatcher {
         let batch = std::mem::replace(&mut self.pending[shard], next);
         let (count, bytes) = (batch.items.len() as u64, batch.cost());
         let queued = &self.queued[shard];
+        let limit = self.cfg.queue_bytes;
         let deadline = match self.cfg.overload {
             Overload::Block => None,
-            Overload::WaitThenDrop(wait) => Some(Instant::now() + wait),
+            Overload::WaitThenDrop(wait) => {
+                // A worker that let a wait run out is behind: until it has worked its queue down to
+                // half, its batches are dropped at once, so one slow worker cannot hold up this input
+                // (and the other workers it feeds) for a wait per batch.
+                if self.stalled[shard] && queued.load(Relaxed) > limit / 2 {
+                    self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
+                    return;
+                }
+                self.stalled[shard] = false;
+                Instant::now().checked_add(wait)
+            }
         };
-        while queued.load(Relaxed) + bytes > self.cfg.queue_bytes && queued.load(Relaxed) > 0 {
+        while queued.load(Relaxed) + bytes > limit && queued.load(Relaxed) > 0 {
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.stalled[shard] = true;
                 self.metrics.shard_queue_drops.fetch_add(count, Relaxed);
                 return;
             }

@@ -50,7 +50,15 @@ pub struct Metrics {
     /// Each worker's reassembly counters, published after every batch.
     reassembly: Mutex<Vec<ReassemblyStats>>,
     /// Each worker's open flows and memcap charge, published after every batch.
-    tables: Mutex<Vec<TableGauge>>,
+    tables: Mutex<Tables>,
+}
+
+/// The workers' flow tables, as last published.
+#[derive(Debug, Default)]
+struct Tables {
+    workers: Vec<TableGauge>,
+    /// The largest sum of the workers' charges seen at a publication.
+    memory_peak: u64,
 }
 
 /// One worker's flow table, as last published.
@@ -58,7 +66,6 @@ pub struct Metrics {
 struct TableGauge {
     flows: u64,
     memory: u64,
-    memory_peak: u64,
 }
 
 impl Metrics {
@@ -66,7 +73,7 @@ impl Metrics {
     pub fn new(workers: usize) -> Metrics {
         Metrics {
             reassembly: Mutex::new(vec![ReassemblyStats::default(); workers]),
-            tables: Mutex::new(vec![TableGauge::default(); workers]),
+            tables: Mutex::new(Tables { workers: vec![TableGauge::default(); workers], memory_peak: 0 }),
             ..Metrics::default()
         }
     }
@@ -127,7 +134,6 @@ impl Metrics {
         }
     }
 
-    /// Publishes worker `index`'s reassembly counters.
     /// Publishes worker `index`'s reassembly counters, its open flows and the bytes its flows are
     /// charged against the memcap.
     pub(crate) fn publish_reassembly(
@@ -143,17 +149,19 @@ impl Metrics {
         }
         drop(all);
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = tables.get_mut(index) {
+        if let Some(t) = tables.workers.get_mut(index) {
             t.flows = flows as u64;
             t.memory = memory as u64;
-            t.memory_peak = t.memory_peak.max(memory as u64);
         }
+        let total = tables.workers.iter().map(|t| t.memory).sum();
+        tables.memory_peak = tables.memory_peak.max(total);
     }
 
-    /// Open flows, bytes charged against the memcap now, and the sum of each worker's peak charge.
+    /// Open flows, bytes charged against the memcap now, and the largest total charge published.
     fn tables(&self) -> (u64, u64, u64) {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        tables.iter().fold((0, 0, 0), |(f, m, p), t| (f + t.flows, m + t.memory, p + t.memory_peak))
+        let (flows, memory) = tables.workers.iter().fold((0, 0), |(f, m), t| (f + t.flows, m + t.memory));
+        (flows, memory, tables.memory_peak)
     }
 
     /// The sum of every worker's reassembly counters.

@@ -137,6 +137,9 @@ impl Pipeline {
     /// The event lines written since the last call.
     pub fn take_events(&mut self) -> Vec<u8> {
         self.out.metrics.add_anomalies(&mut self.out.anomalies);
+        if self.out.events.is_empty() {
+            return Vec::new();
+        }
         // The next buffer starts as large as this one ended, so events are not copied through a
         // series of doublings each time.
         let capacity = self.out.events.len().min(1 << 20);

@@ -39,6 +39,10 @@ impl Entry {
     }
 }
 
+/// Body bytes a request may reserve beyond those it received, when its Content-Length says more
+/// are coming (see [`Shared::append_body`]).
+const BODY_RESERVE_AHEAD: usize = 16 << 10;
+
 /// State shared by both directions.
 #[derive(Debug)]
 struct Shared {
@@ -129,8 +133,11 @@ impl Shared {
     }
 
     /// Adds decoded body bytes to the current request; `more` is how many declared bytes are still to
-    /// come after `data` (0 when unknown), so that a Content-Length body grows in one allocation rather
-    /// than a series of doublings and copies. The allocation is charged in full by [`Entry::mem`].
+    /// come after `data` (0 when unknown). A Content-Length body grows to its declared size in a few
+    /// exact steps rather than a series of doublings, but never reserves more ahead of the bytes that
+    /// arrived than it holds already (or [`BODY_RESERVE_AHEAD`]): a declared length alone cannot make
+    /// vxtap allocate, nor charge the memcap, more than about twice what was sent. The allocation is
+    /// charged in full by [`Entry::mem`].
     fn append_body(&mut self, cur: Option<u64>, data: &[u8], more: u64) {
         let limit = self.cfg.body_limit;
         if let Some(e) = cur.and_then(|s| self.entry(s)) {
@@ -142,8 +149,9 @@ impl Shared {
             }
             let keep = data.len().min(room);
             if more > 0 && keep > r.body.capacity() - r.body.len() {
-                let want = (keep as u64).saturating_add(more).min(room as u64) as usize;
-                r.body.reserve_exact(want);
+                let declared = (keep as u64).saturating_add(more).min(room as u64) as usize;
+                let ahead = (r.body.len() + keep).max(BODY_RESERVE_AHEAD);
+                r.body.reserve_exact(declared.min(ahead).max(keep));
             }
             r.body.extend_from_slice(&data[..keep]);
         }
@@ -414,12 +422,13 @@ impl ReqDir {
                 _ => {}
             }
         }
-        // While resynchronising, a request line may end a line that starts with body bytes: only a
-        // whole line can be judged.
-        if mode != Mode::Resync && self.head.method_check() == Prefix::Bad {
+        // While resynchronising, and at the start of a connection picked up midstream, a request line
+        // may end a line that starts with body bytes (`…"}POST /x HTTP/1.1`): only a whole line can be
+        // judged.
+        let glued = self.may_be_glued(mode);
+        if !glued && self.head.method_check() == Prefix::Bad {
             return Verdict::Garbage;
         }
-        let glued = self.may_be_glued(mode);
         if !complete {
             return Verdict::Pending;
         }
@@ -1073,7 +1082,8 @@ impl Conversation {
             }
             self.sh.emit(e);
         }
-        self.sh.ghosts.clear();
+        self.sh.queue = VecDeque::new();
+        self.sh.ghosts = VecDeque::new();
         self.finished = true;
     }
 

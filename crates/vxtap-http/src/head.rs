@@ -291,6 +291,7 @@ const KNOWN_METHODS: &[&[u8]] = &[
     b"UNCHECKOUT",
     b"MERGE",
     b"M-SEARCH",
+    b"M-POST",
     b"NOTIFY",
     b"SUBSCRIBE",
     b"UNSUBSCRIBE",

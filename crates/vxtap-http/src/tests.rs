@@ -793,8 +793,9 @@ fn buffered_bytes_tracks_heads_and_bodies() {
     let head = c.buffered_bytes();
     assert!(head > 0);
     c.on_data(A, &[b'x'; 50_000], 2);
-    // The declared body is allocated (and charged) whole once its first bytes arrive.
-    assert_eq!(c.buffered_bytes(), head + 100_000);
+    // A body reserves no more ahead of what arrived than it holds: the declared 100,000 come in two
+    // exact steps, each charged as allocated.
+    assert_eq!(c.buffered_bytes(), head + 50_000);
     c.on_data(A, &[b'x'; 50_000], 2);
     assert_eq!(c.buffered_bytes(), head + 100_000);
     c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 3);
@@ -1266,4 +1267,35 @@ fn a_midstream_start_stays_careful_when_the_response_direction_was_seen_first() 
     let out = drain(&mut c);
     let methods: Vec<&[u8]> = txs(&out).iter().map(|t| t.request.method.as_slice()).collect();
     assert_eq!(methods, vec![&b"GET"[..]]);
+}
+
+#[test]
+fn a_huge_declared_length_reserves_little_ahead_of_the_bytes_sent() {
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_data(A, b"POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n", 1);
+    let head = c.buffered_bytes();
+    c.on_data(A, b"x", 2);
+    let held = c.buffered_bytes() - head;
+    assert!((1..=16 << 10).contains(&held), "one byte sent, {held} bytes held");
+}
+
+#[test]
+fn a_midstream_start_inside_a_json_body_finds_the_next_request() {
+    let mut c = new(None);
+    c.on_packet(A);
+    c.on_data(A, b"ame\":\"O'Brien\"}POST /api HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}", 1);
+    c.on_data(A, b"M-POST /x HTTP/1.1\r\nHost: h\r\n\r\n", 2);
+    c.finish(3);
+    let out = drain(&mut c);
+    let requests: Vec<(&[u8], &[u8])> =
+        txs(&out).iter().map(|t| (t.request.method.as_slice(), t.request.target.as_slice())).collect();
+    assert_eq!(requests, vec![(&b"POST"[..], &b"/api"[..]), (&b"M-POST"[..], &b"/x"[..])]);
+    // A known extension method that ends in another known method stays whole at a midstream start.
+    let mut c = new(None);
+    c.on_packet(A);
+    c.on_data(A, b"M-POST /y HTTP/1.1\r\nHost: h\r\n\r\n", 1);
+    c.finish(2);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].request.method, b"M-POST");
 }

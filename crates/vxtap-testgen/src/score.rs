@@ -103,9 +103,13 @@ pub fn score(expected: &[ExpectedRequest], events: &[Value]) -> Score {
             continue;
         }
         found_intact += 1;
-        let body = h["http_request_body"].as_str().and_then(|b| B64.decode(b).ok()).unwrap_or_default();
+        // No body field is an empty body; one that is not base64 matches nothing.
+        let body = match h["http_request_body"].as_str() {
+            Some(b) => B64.decode(b).ok(),
+            None => Some(Vec::new()),
+        };
         let len_ok = h["request_body_len"].as_u64() == Some(e.body.len() as u64);
-        if body == e.body && len_ok && !gap && ev["dest_ip"] == e.dst.ip().to_string() {
+        if body.as_ref() == Some(&e.body) && len_ok && !gap && ev["dest_ip"] == e.dst.ip().to_string() {
             s.exact += 1;
         } else {
             s.inexact += 1;

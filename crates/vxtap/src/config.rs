@@ -274,8 +274,9 @@ fn load_file(path: &Path) -> Result<FileConfig> {
 }
 
 /// How long a live input waits for room in a full worker queue before it drops a batch: long enough
-/// that only a worker that stopped making progress causes drops, short enough that the kernel's
-/// receive buffer (128 MiB) does not overflow meanwhile at line rate.
+/// that a burst is absorbed by the kernel's buffer (the socket's, 128 MiB when vxtap may force it;
+/// libpcap's, 64 MiB) instead of dropped, short enough that a worker that stopped making progress
+/// shows as counted drops within a tenth of a second.
 const LIVE_QUEUE_WAIT: Duration = Duration::from_millis(100);
 
 /// Merges flags, file and defaults. `live` selects the live-input policy (wait, then drop on

@@ -270,7 +270,23 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
     let notifier = notify::Notifier::from_env();
     notifier.notify("READY=1");
     let dropped = || metrics.shard_queue_drops.load(Relaxed) + input_counters.kernel_drops();
-    watch(&stop, &inputs, &dropped, &health_state, &notifier);
+    let mut alarms = Alarms::new(vec![
+        ("segments dropped by full worker queues", Box::new(|| metrics.shard_queue_drops.load(Relaxed))),
+        ("packets dropped by the kernel before vxtap read them", Box::new(|| input_counters.kernel_drops())),
+        ("flows evicted for the memcap", Box::new(|| metrics.reassembly().evicted)),
+    ]);
+    if let Some(replay) = replay.as_ref().map(ReplayClient::sender) {
+        let again = replay.clone();
+        alarms.add("replay requests failed", Box::new(move || replay.stats().failed.total()));
+        alarms
+            .add("replay requests dropped (queue full)", Box::new(move || again.stats().dropped_queue_full));
+    }
+    if let Some(copies) = mirror.as_ref().map(|(server, _)| server.metrics()) {
+        let again = copies.clone();
+        alarms.add("mirror copies dropped (analysis behind)", Box::new(move || copies.snapshot().sink_full));
+        alarms.add("mirror copies refused", Box::new(move || again.snapshot().refused));
+    }
+    watch(&stop, &inputs, &dropped, &mut alarms, &health_state, &notifier);
     health_state.set_draining();
     notifier.notify("STOPPING=1");
     tracing::info!("draining");
@@ -366,6 +382,57 @@ fn start_mirror(settings: &Settings, engine: &Engine) -> Result<Option<(MirrorSe
     Ok(Some((server, records)))
 }
 
+/// Counters whose growth is logged: one warning line at most every [`Alarms::EVERY`], saying what grew
+/// by how much, so trouble shows in the log without a line per packet or request.
+struct Alarms<'a> {
+    /// What each counter counts, how to read it, and its value at the last check.
+    counters: Vec<(&'static str, Counter<'a>, u64)>,
+    next_check: Instant,
+}
+
+/// Reads one counter.
+type Counter<'a> = Box<dyn Fn() -> u64 + 'a>;
+
+impl<'a> Alarms<'a> {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new(counters: Vec<(&'static str, Counter<'a>)>) -> Self {
+        let mut alarms = Alarms { counters: Vec::new(), next_check: Instant::now() };
+        for (what, read) in counters {
+            alarms.add(what, read);
+        }
+        alarms
+    }
+
+    fn add(&mut self, what: &'static str, read: Counter<'a>) {
+        let now = read();
+        self.counters.push((what, read, now));
+    }
+
+    /// Logs what grew since the last check, when a check is due.
+    fn check(&mut self) {
+        if Instant::now() < self.next_check {
+            return;
+        }
+        self.next_check = Instant::now() + Self::EVERY;
+        let mut grown = Vec::new();
+        for (what, read, last) in &mut self.counters {
+            let now = read();
+            if now > *last {
+                grown.push(format!("{what}: {}", now - *last));
+            }
+            *last = now;
+        }
+        if !grown.is_empty() {
+            tracing::warn!(
+                "{} (since the last warning, at most one every {} s)",
+                grown.join("; "),
+                Self::EVERY.as_secs()
+            );
+        }
+    }
+}
+
 /// The live inputs' own counters (what the kernel or libpcap dropped before vxtap saw it), for
 /// `/metrics`.
 struct InputCounters {
@@ -418,10 +485,11 @@ impl InputCounters {
             let s = iface.snapshot();
             family("iface_frames_total", "counter", "Frames captured on --iface.", &[("".into(), s.frames)]);
             family(
-                "iface_kernel_drops_total",
+                "iface_drops_total",
                 "counter",
-                "Frames libpcap's kernel buffer dropped (ps_drop), plus those the interface dropped (ps_ifdrop).",
-                &[("source=\"buffer\"".into(), s.ps_drop), ("source=\"interface\"".into(), s.ps_ifdrop)],
+                "Frames lost before vxtap read them: libpcap's kernel buffer was full (ps_drop), or the \
+                 interface itself dropped them (ps_ifdrop).",
+                &[("where=\"buffer\"".into(), s.ps_drop), ("where=\"interface\"".into(), s.ps_ifdrop)],
             );
         }
         out
@@ -453,6 +521,7 @@ fn watch(
     stop: &AtomicBool,
     inputs: &[JoinHandle<Result<serde_json::Value>>],
     dropped: &dyn Fn() -> u64,
+    alarms: &mut Alarms<'_>,
     health: &HealthState,
     notifier: &notify::Notifier,
 ) {
@@ -467,15 +536,10 @@ fn watch(
             tracing::error!("an input thread stopped; shutting down");
             return;
         }
+        alarms.check();
         let now_drops = dropped();
         if now_drops != drops {
             drops = now_drops;
-            if last_drop.is_none() {
-                tracing::warn!(
-                    "intake is dropping packets (vxtap_queue_drops_total, vxtap_udp_kernel_drops_total, \
-                     vxtap_iface_kernel_drops_total)"
-                );
-            }
             last_drop = Some(Instant::now());
             health.set_unhealthy("intake saturated");
         } else if last_drop.is_some_and(|at| at.elapsed() > DROP_WINDOW) {
