@@ -858,6 +858,8 @@ def cmd_hold(a):
 
 
 def load_jsonl(path, errors=None):
+    """JSON lines; bytes that are not UTF-8 (nginx's `escape=json` writes bytes >= 0x80 raw) are kept
+    as surrogate escapes."""
     out = []
     with open(path, "rb") as f:
         for i, line in enumerate(f, 1):
@@ -865,7 +867,7 @@ def load_jsonl(path, errors=None):
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
+                out.append(json.loads(line.decode("utf-8", "surrogateescape")))
             except ValueError as e:
                 if errors is not None:
                     errors.append("%s:%d: bad JSON: %s" % (path, i, e))
@@ -1375,24 +1377,6 @@ def _exact_requests(sent, events, vni):
     return out
 
 
-def _load_nginx_json_log(path, errors):
-    """nginx `escape=json` lines: bytes >= 0x80 are written raw, so read them as bytes."""
-    out = []
-    if not os.path.exists(path):
-        errors.append("no replay target access log %s" % path)
-        return out
-    with open(path, "rb") as f:
-        for i, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line.decode("utf-8", "surrogateescape")))
-            except ValueError as e:
-                errors.append("%s:%d: bad JSON: %s" % (path, i, e))
-    return out
-
-
 def _sx(s):
     """A string from a JSON file back to the bytes it stands for."""
     return s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s
@@ -1571,7 +1555,11 @@ def cmd_replay_check(a):
     recorded = load_jsonl(a.recorder, errs) if os.path.exists(a.recorder) else []
     if not os.path.exists(a.recorder):
         errs.append("no recorder file %s" % a.recorder)
-    logged = _load_nginx_json_log(a.nginx_log, errs)
+    logged = []
+    if os.path.exists(a.nginx_log):
+        logged = load_jsonl(a.nginx_log, errs)
+    else:
+        errs.append("no replay target access log %s" % a.nginx_log)
     summ = vxtap_summary(a.summary) if a.summary else None
     for e in errs:
         print("  PROBLEM  " + e)
