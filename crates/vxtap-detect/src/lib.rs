@@ -11,8 +11,9 @@
 //! 2. **Normalisation** ([`normalize`]): repeated URL decoding (`+`, `%u`), HTML entities, JS escapes,
 //!    overlong UTF-8, Unicode look-alikes, NUL removal, lower case; rules can also ask for an SQL view
 //!    (comments and whitespace tricks removed) or a path view (`\`, `//`, `/./`, `..;/`).
-//! 3. **Matching**: an Aho-Corasick automaton per kind of value, over the prefilter literals of the
-//!    rules that look at that kind, picks the few rules worth running on a value; those run their linear-time regex (`regex` crate: no
+//! 3. **Matching**: an Aho-Corasick automaton over the prefilter literals of the rules that look at a
+//!    kind of value (kinds with large literal sets share one) picks the few rules worth running on a
+//!    value; those run their linear-time regex (`regex` crate: no
 //!    backtracking, no ReDoS) or their code check (libinjection's SQL / HTML tokenisers, the SSRF
 //!    address classifier). Request-level rules check framing (CL+TE, duplicate CL, folded lines, bad
 //!    header names).
@@ -122,10 +123,12 @@ impl Default for Limits {
     }
 }
 
-/// The prefilter of one kind of value: an automaton over the literals of the rules that target it.
+/// The prefilter of one kind of value: an automaton over (at least) the literals of the rules that
+/// target it.
 struct KindFilter {
-    automaton: AhoCorasick,
-    /// Pattern id → rule indices.
+    /// Index into [`Inner::automata`].
+    automaton: usize,
+    /// Pattern id → rule indices of this kind (empty for a literal only other kinds use).
     literal_rules: Vec<Vec<u16>>,
     /// Rules without literals that target this kind, run on every such value.
     always: Vec<u16>,
@@ -133,6 +136,8 @@ struct KindFilter {
 
 struct Inner {
     rules: Vec<Rule>,
+    /// The prefilter automata; kinds with large literal sets share one.
+    automata: Vec<AhoCorasick>,
     /// One prefilter per [`Kind`], indexed by `Kind as usize`.
     filters: Vec<KindFilter>,
     /// Request-level (protocol) rules.
@@ -162,22 +167,23 @@ impl Default for Detector {
     }
 }
 
-/// A value with its lazily computed views.
+/// A value with its lazily computed views; a view computed as `None` is the value itself.
 struct Prepared {
     norm: String,
-    sql: Option<String>,
-    path: Option<String>,
-    markup: Option<String>,
+    sql: Option<Option<String>>,
+    path: Option<Option<String>>,
+    markup: Option<Option<String>>,
 }
 
 impl Prepared {
     fn view(&mut self, v: View) -> &str {
-        match v {
-            View::Norm => &self.norm,
-            View::Sql => self.sql.get_or_insert_with(|| normalize::sql_view(&self.norm)),
-            View::Path => self.path.get_or_insert_with(|| normalize::path_view(&self.norm)),
-            View::Markup => self.markup.get_or_insert_with(|| normalize::markup_view(&self.norm)),
-        }
+        let (slot, make): (_, fn(&str) -> Option<String>) = match v {
+            View::Norm => return &self.norm,
+            View::Sql => (&mut self.sql, normalize::sql_view_if_changed),
+            View::Path => (&mut self.path, normalize::path_view_if_changed),
+            View::Markup => (&mut self.markup, normalize::markup_view_if_changed),
+        };
+        slot.get_or_insert_with(|| make(&self.norm)).as_deref().unwrap_or(&self.norm)
     }
 }
 
@@ -270,7 +276,7 @@ impl Detector {
             }
             let filter = &inner.filters[v.kind as usize];
             candidates.clear();
-            for m in filter.automaton.find_overlapping_iter(norm.as_str()) {
+            for m in inner.automata[filter.automaton].find_overlapping_iter(norm.as_str()) {
                 for &ri in &filter.literal_rules[m.pattern().as_usize()] {
                     if !seen[ri as usize] {
                         seen[ri as usize] = true;
@@ -319,17 +325,25 @@ impl Detector {
     }
 }
 
+/// Kinds with at least this many prefilter literals share one automaton over the union of their
+/// literals: a request's values then walk one DFA that stays in cache instead of one per kind. Kinds
+/// with fewer literals keep their own small automaton, which reports fewer useless matches.
+const SHARED_AUTOMATON_MIN_LITERALS: usize = 300;
+
+/// One kind's prefilter literals, each with the rules that use it (in rule order), and its rules
+/// without literals.
+type KindLiterals<'a> = (Vec<(&'a str, Vec<u16>)>, Vec<u16>);
+
 impl Inner {
     fn new(rules: Vec<Rule>) -> Inner {
         let request_rules = (0..rules.len())
             .filter(|&i| matches!(rules[i].engine, Engine::Protocol(_)))
             .map(|i| i as u16)
             .collect();
-        let filters = Kind::ALL
+        let per_kind: Vec<KindLiterals> = Kind::ALL
             .iter()
             .map(|kind| {
-                let mut literals: Vec<String> = Vec::new();
-                let mut literal_rules: Vec<Vec<u16>> = Vec::new();
+                let mut literals: Vec<(&str, Vec<u16>)> = Vec::new();
                 let mut always = Vec::new();
                 for (i, r) in rules.iter().enumerate() {
                     if matches!(r.engine, Engine::Protocol(_)) || r.targets & kind.bit() == 0 {
@@ -341,26 +355,55 @@ impl Inner {
                         continue;
                     }
                     for lit in &r.prefilter {
-                        match literals.iter().position(|l| l == lit) {
-                            Some(p) => literal_rules[p].push(i),
-                            None => {
-                                literals.push(lit.clone());
-                                literal_rules.push(vec![i]);
-                            }
+                        match literals.iter_mut().find(|(l, _)| *l == lit.as_str()) {
+                            Some((_, rs)) => rs.push(i),
+                            None => literals.push((lit, vec![i])),
                         }
                     }
                 }
-                let automaton = AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&literals)
-                    .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&literals))
-                    .unwrap_or_else(|e| panic!("prefilter automaton: {e}"));
-                KindFilter { automaton, literal_rules, always }
+                (literals, always)
             })
             .collect();
-        Inner { rules, filters, request_rules }
+        let mut shared: Vec<&str> = Vec::new();
+        for (literals, _) in per_kind.iter().filter(|(l, _)| l.len() >= SHARED_AUTOMATON_MIN_LITERALS) {
+            for (lit, _) in literals {
+                if !shared.contains(lit) {
+                    shared.push(lit);
+                }
+            }
+        }
+        let mut automata = vec![build_automaton(&shared)];
+        let filters = per_kind
+            .into_iter()
+            .map(|(literals, always)| {
+                if literals.len() >= SHARED_AUTOMATON_MIN_LITERALS {
+                    let mut literal_rules = vec![Vec::new(); shared.len()];
+                    for (lit, rs) in literals {
+                        literal_rules[shared.iter().position(|l| *l == lit).unwrap_or_default()] = rs;
+                    }
+                    KindFilter { automaton: 0, literal_rules, always }
+                } else {
+                    let own: Vec<&str> = literals.iter().map(|(l, _)| *l).collect();
+                    automata.push(build_automaton(&own));
+                    let literal_rules = literals.into_iter().map(|(_, rs)| rs).collect();
+                    KindFilter { automaton: automata.len() - 1, literal_rules, always }
+                }
+            })
+            .collect();
+        Inner { rules, automata, filters, request_rules }
     }
+}
+
+/// An automaton reporting every occurrence of every literal (overlapping, standard semantics): at one
+/// end position the longer literal first, so kinds sharing an automaton see their own literals in the
+/// order their own automaton would report them.
+fn build_automaton(literals: &[&str]) -> AhoCorasick {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(literals)
+        .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(literals))
+        .unwrap_or_else(|e| panic!("prefilter automaton: {e}"))
 }
 
 #[cfg(test)]

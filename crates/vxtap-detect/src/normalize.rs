@@ -270,6 +270,8 @@ fn fold_char(c: char) -> Option<char> {
         0x203a | 0xfe65 | 0x3009 => '>',
         0x00a0 | 0x2000..=0x200a | 0x3000 | 0x205f => ' ',
         0x200b..=0x200d | 0xfeff | 0x00ad => return None,
+        // what invalid UTF-8 became: the commonest non-ASCII character of binary values
+        0xfffd => c,
         _ => c.to_lowercase().next().unwrap_or(c),
     })
 }
@@ -283,17 +285,24 @@ pub struct NormInfo {
     pub nul: bool,
 }
 
+/// `input` as text when it is ASCII without a byte that decoding would change: no `%`, `&`, `\`,
+/// NUL, nor `+` when `plus` says it is a space.
+fn plain_ascii(input: &[u8], plus: bool) -> Option<&str> {
+    let clean = input.is_ascii()
+        && memchr::memchr3(b'%', b'&', b'\\', input).is_none()
+        && memchr::memchr2(0, if plus { b'+' } else { 0 }, input).is_none();
+    clean.then(|| std::str::from_utf8(input).ok()).flatten()
+}
+
 /// Full normalisation of one value: repeated URL / `%u` / HTML-entity / JS-escape decoding until nothing
 /// changes (at most [`DECODE_ROUNDS`]), overlong UTF-8, NUL removal, Unicode look-alike folding and
 /// lower-casing. `plus` says whether `+` means a space (query strings and form bodies). Invalid UTF-8
 /// becomes U+FFFD.
 pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
     let mut info = NormInfo::default();
-    // Fast path: nothing to decode and plain ASCII.
-    if !input.iter().any(|&b| matches!(b, b'%' | b'&' | b'\\' | b'+' | 0) || b >= 0x80) {
-        let mut s = String::with_capacity(input.len());
-        s.extend(input.iter().map(|&b| b.to_ascii_lowercase() as char));
-        return (s, info);
+    // Fast path: plain ASCII that no decoder reacts to (`+` matters only when it means a space).
+    if let Some(ascii) = plain_ascii(input, plus) {
+        return (ascii.to_ascii_lowercase(), info);
     }
     let mut cur = input.to_vec();
     let mut tmp = Vec::with_capacity(input.len());
@@ -340,6 +349,10 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
         info.nul = true;
         cur.retain(|&b| b != 0);
     }
+    if cur.is_ascii() {
+        cur.make_ascii_lowercase();
+        return (String::from_utf8(cur).unwrap_or_default(), info);
+    }
     let text = String::from_utf8_lossy(&cur);
     let mut s = String::with_capacity(text.len());
     for c in text.chars() {
@@ -356,7 +369,19 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
 /// `/*!50000 x */` keep their content, and every run of whitespace (including vertical tab, form feed,
 /// and the `%a0` no-break space) becomes one space.
 pub fn sql_view(norm: &str) -> String {
+    sql_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
+}
+
+/// [`sql_view`], or `None` when it is `norm` itself (no comment, no whitespace but single spaces).
+pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
     let b = norm.as_bytes();
+    if memchr::memchr3(b'\t', b'\n', b'\r', b).is_none()
+        && memchr::memchr2(0x0b, 0x0c, b).is_none()
+        && memchr::memmem::find(b, b"/*").is_none()
+        && memchr::memmem::find(b, b"  ").is_none()
+    {
+        return None;
+    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     let mut last_space = false;
@@ -395,16 +420,29 @@ pub fn sql_view(norm: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Path view of a normalised value: `\` becomes `/`, runs of `/` collapse, `/./` segments go, and
 /// Tomcat's `;param` path parameters inside a segment are dropped (`..;/` is `../`).
 pub fn path_view(norm: &str) -> String {
+    path_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
+}
+
+/// [`path_view`], or `None` when it is `norm` itself (no `\`, `;`, `//`, `/./` nor `0x`).
+pub(crate) fn path_view_if_changed(norm: &str) -> Option<String> {
+    let b = norm.as_bytes();
+    if memchr::memchr2(b'\\', b';', b).is_none()
+        && memchr::memmem::find(b, b"//").is_none()
+        && memchr::memmem::find(b, b"/./").is_none()
+        && memchr::memmem::find(b, b"0x").is_none()
+    {
+        return None;
+    }
     let mut out = String::with_capacity(norm.len());
     let hexed;
-    let norm = if norm.contains("0x") {
-        hexed = norm.replace("0x2e", ".").replace("0x2f", "/").replace("0x5c", "/");
+    let norm = if memchr::memmem::find(b, b"0x").is_some() {
+        hexed = hex_separators(norm);
         hexed.as_str()
     } else {
         norm
@@ -440,12 +478,43 @@ pub fn path_view(norm: &str) -> String {
             i += ch.len_utf8();
         }
     }
+    Some(out)
+}
+
+/// `0x2e`, `0x2f` and `0x5c` replaced by `.`, `/` and `/`, in one pass (none can overlap another, and a
+/// replacement cannot form a new one).
+fn hex_separators(norm: &str) -> String {
+    let mut out = String::with_capacity(norm.len());
+    let mut rest = norm;
+    while let Some(p) = rest.find("0x") {
+        let sep = match rest.as_bytes().get(p + 2..p + 4) {
+            Some(b"2e") => ".",
+            Some(b"2f" | b"5c") => "/",
+            _ => {
+                out.push_str(&rest[..p + 2]);
+                rest = &rest[p + 2..];
+                continue;
+            }
+        };
+        out.push_str(&rest[..p]);
+        out.push_str(sep);
+        rest = &rest[p + 4..];
+    }
+    out.push_str(rest);
     out
 }
 
 /// XSS view: tab, CR and LF removed (browsers drop them inside URL schemes such as `java\tscript:`).
 pub fn markup_view(norm: &str) -> String {
-    norm.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect()
+    markup_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
+}
+
+/// [`markup_view`], or `None` when it is `norm` itself (no tab, CR or LF).
+pub(crate) fn markup_view_if_changed(norm: &str) -> Option<String> {
+    memchr::memchr3(b'\t', b'\n', b'\r', norm.as_bytes())?;
+    // removing ASCII bytes from UTF-8 leaves UTF-8
+    let kept: Vec<u8> = norm.bytes().filter(|b| !matches!(b, b'\t' | b'\n' | b'\r')).collect();
+    Some(String::from_utf8(kept).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 #[cfg(test)]
@@ -522,6 +591,15 @@ mod tests {
         assert_eq!(path_view("/etc//./passwd"), "/etc/passwd");
         assert_eq!(path_view("/..;/admin"), "/../admin");
         assert_eq!(path_view("/a/b"), "/a/b");
+    }
+
+    #[test]
+    fn hex_separators_match_chained_replace() {
+        for s in ["0x2e0x2e0x2fetc", "00x2ex2f", "0x0x5c", "0x2", "a0x41b0x5c", "0x2e0x2f0x5c0x"] {
+            let chained = s.replace("0x2e", ".").replace("0x2f", "/").replace("0x5c", "/");
+            assert_eq!(hex_separators(s), chained, "{s}");
+        }
+        assert_eq!(path_view("..0x2f..0x5cwin.ini"), "../../win.ini");
     }
 
     #[test]
