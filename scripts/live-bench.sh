@@ -53,9 +53,10 @@ ip netns exec "$rx" target/release/vxtap listen --udp 0.0.0.0:4789 --events "$ev
     --health 127.0.0.1:9445 --drain-timeout 120 --log-format json "$@" 2> "$out/live-stderr" &
 vxtap_pid=$!
 metrics() { ip netns exec "$rx" curl -s --max-time 2 http://127.0.0.1:9445/metrics; }
-metric() { # sum of every series of one metric
-    metrics | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
+sum_metric() { # the sum of every series of metric $1 in the Prometheus text on stdin
+    awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
 }
+metric() { metrics | sum_metric "$1"; }
 for _ in $(seq 100); do
     ip netns exec "$rx" curl -sf --max-time 1 http://127.0.0.1:9445/-/ping >/dev/null && break
     sleep 0.1
@@ -84,7 +85,7 @@ mbps=$(grep -o '[0-9.]* Mbps' "$out/tcpreplay.txt" | head -1)
 veth_rx=$(ip -n "$rx" -s link show lbt1 2>/dev/null | awk '/RX:/ { getline; print $2 " received, " $4 " dropped" }')
 udp=$(ip netns exec "$rx" awk '/^Udp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) v[k[i]] = $i } }
     END { print v["InDatagrams"] " in, " v["RcvbufErrors"] " receive-buffer drops, " v["InErrors"] " errors" }' /proc/net/snmp)
-m() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' "$out/live-metrics.txt"; }
+m() { sum_metric "$1" < "$out/live-metrics.txt"; }
 score=$(target/release/vxtap-testgen score --expected "$expected" --events "$events")
 echo "pcap: $pcap ($frames frames, $(wc -l < "$expected") requests), vxtap listen $*"
 echo "tcpreplay: $sent frames sent, $pps, $mbps"

@@ -874,6 +874,16 @@ def load_jsonl(path, errors=None):
     return out
 
 
+def load_jsonl_file(path, errors, missing=None):
+    """`load_jsonl`, or no lines when the file does not exist; `missing` names the file in an error
+    when it must."""
+    if os.path.exists(path):
+        return load_jsonl(path, errors)
+    if missing:
+        errors.append("no %s %s" % (missing, path))
+    return []
+
+
 def check(sent, events, vni=None, require_status=False, out=sys.stdout, max_detail=15,
           one_way=False, intact=None, min_recall=0.995):
     """Return (ok, summary dict). Prints a table to `out`.
@@ -1148,9 +1158,7 @@ def cmd_check(a):
     sent = []
     for p in a.sent:
         sent += load_jsonl(p, errs)
-    events = load_jsonl(a.events, errs) if os.path.exists(a.events) else []
-    if not os.path.exists(a.events):
-        errs.append("no events file %s" % a.events)
+    events = load_jsonl_file(a.events, errs, "events file")
     for e in errs:
         print("  PROBLEM  " + e)
     intact = None
@@ -1551,15 +1559,9 @@ def cmd_replay_check(a):
     sent = []
     for p in a.sent:
         sent += load_jsonl(p, errs)
-    events = load_jsonl(a.events, errs) if os.path.exists(a.events) else []
-    recorded = load_jsonl(a.recorder, errs) if os.path.exists(a.recorder) else []
-    if not os.path.exists(a.recorder):
-        errs.append("no recorder file %s" % a.recorder)
-    logged = []
-    if os.path.exists(a.nginx_log):
-        logged = load_jsonl(a.nginx_log, errs)
-    else:
-        errs.append("no replay target access log %s" % a.nginx_log)
+    events = load_jsonl_file(a.events, errs)
+    recorded = load_jsonl_file(a.recorder, errs, "recorder file")
+    logged = load_jsonl_file(a.nginx_log, errs, "replay target access log")
     summ = vxtap_summary(a.summary) if a.summary else None
     for e in errs:
         print("  PROBLEM  " + e)

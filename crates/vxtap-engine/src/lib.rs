@@ -52,7 +52,7 @@ pub use event::{Origin, write_events};
 /// or any other consumer of request records, plugs in without the engine knowing it. It must not
 /// block for long: it runs on a worker thread.
 pub type RequestHook = Arc<dyn Fn(&Origin, &vxtap_http::Transaction) + Send + Sync>;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, write_prometheus_family};
 pub use worker::{Pipeline, RecordSink};
 
 /// What an input does when a worker's queue is full.

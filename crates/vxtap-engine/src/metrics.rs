@@ -312,18 +312,40 @@ impl Metrics {
             self.shard_queue_drops.load(Relaxed)
         );
         let (flows_open, memory, _) = self.tables();
-        let _ = writeln!(out, "# HELP vxtap_flows_open TCP flows held now.\n# TYPE vxtap_flows_open gauge");
-        let _ = writeln!(out, "vxtap_flows_open {flows_open}");
-        let _ = writeln!(
-            out,
-            "# HELP vxtap_memcap_used_bytes Bytes charged against --memcap now (buffers and per-flow state).\n\
-             # TYPE vxtap_memcap_used_bytes gauge"
+        write_prometheus_family(
+            &mut out,
+            "flows_open",
+            "gauge",
+            "TCP flows held now.",
+            &[(String::new(), flows_open)],
         );
-        let _ = writeln!(out, "vxtap_memcap_used_bytes {memory}");
+        write_prometheus_family(
+            &mut out,
+            "memcap_used_bytes",
+            "gauge",
+            "Bytes charged against --memcap now (buffers and per-flow state).",
+            &[(String::new(), memory)],
+        );
         let _ = writeln!(out, "# HELP vxtap_queue_depth Items waiting in a queue.");
         let _ = writeln!(out, "# TYPE vxtap_queue_depth gauge");
         let _ =
             writeln!(out, "vxtap_queue_depth{{queue=\"shard\"}} {}", self.shard_queue_depth.load(Relaxed));
         out
+    }
+}
+
+/// Appends one Prometheus metric family named `vxtap_{name}`: its HELP and TYPE lines, then a sample
+/// per row, whose labels (`key="value"` pairs, comma-separated) may be empty. Nothing for no rows.
+pub fn write_prometheus_family(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(String, u64)]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP vxtap_{name} {help}\n# TYPE vxtap_{name} {kind}");
+    for (labels, value) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "vxtap_{name} {value}");
+        } else {
+            let _ = writeln!(out, "vxtap_{name}{{{labels}}} {value}");
+        }
     }
 }

@@ -149,9 +149,10 @@ impl Shared {
             }
             let keep = data.len().min(room);
             if more > 0 && keep > r.body.capacity() - r.body.len() {
+                // Both are at least `keep` (it is within `room`), so the data always fits.
                 let declared = (keep as u64).saturating_add(more).min(room as u64) as usize;
                 let ahead = (r.body.len() + keep).max(BODY_RESERVE_AHEAD);
-                r.body.reserve_exact(declared.min(ahead).max(keep));
+                r.body.reserve_exact(declared.min(ahead));
             }
             r.body.extend_from_slice(&data[..keep]);
         }

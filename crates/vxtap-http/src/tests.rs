@@ -1239,19 +1239,31 @@ fn a_response_to_no_request_is_still_dropped_and_counted_at_the_end() {
     assert_eq!(anomalies(&out), vec![Anomaly::UnexpectedResponse]);
 }
 
+/// A connection picked up midstream (no handshake): `chunks` from the client, then the end; the
+/// method and target of every request found.
+fn midstream_requests(chunks: &[&[u8]]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut c = new(None);
+    c.on_packet(A);
+    for (ts, chunk) in chunks.iter().enumerate() {
+        c.on_data(A, chunk, ts as u64 + 1);
+    }
+    c.finish(chunks.len() as u64 + 1);
+    let out = drain(&mut c);
+    txs(&out).iter().map(|t| (t.request.method.clone(), t.request.target.clone())).collect()
+}
+
 #[test]
 fn a_midstream_start_inside_a_body_finds_the_glued_request_and_drops_the_body_tail() {
     // Picked up midstream (no handshake): the first bytes are the end of a body made of token
     // characters, glued to the next request line. Seen live when a mirror lost a connection's start.
-    let mut c = new(None);
-    c.on_packet(A);
-    c.on_data(A, b"eyJhbGciOiJIUzI1NiJ9-abc_DEFGET /images/1.png HTTP/1.1\r\nHost: h\r\n\r\n", 1);
-    c.on_data(A, b"m-search /x HTTP/1.1\r\nHost: h\r\n\r\n", 2);
-    c.finish(3);
-    let out = drain(&mut c);
-    let requests: Vec<(&[u8], &[u8])> =
-        txs(&out).iter().map(|t| (t.request.method.as_slice(), t.request.target.as_slice())).collect();
-    assert_eq!(requests, vec![(&b"GET"[..], &b"/images/1.png"[..]), (&b"m-search"[..], &b"/x"[..])]);
+    let requests = midstream_requests(&[
+        b"eyJhbGciOiJIUzI1NiJ9-abc_DEFGET /images/1.png HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"m-search /x HTTP/1.1\r\nHost: h\r\n\r\n",
+    ]);
+    assert_eq!(
+        requests,
+        vec![(b"GET".to_vec(), b"/images/1.png".to_vec()), (b"m-search".to_vec(), b"/x".to_vec())]
+    );
 }
 
 #[test]
@@ -1282,20 +1294,12 @@ fn a_huge_declared_length_reserves_little_ahead_of_the_bytes_sent() {
 
 #[test]
 fn a_midstream_start_inside_a_json_body_finds_the_next_request() {
-    let mut c = new(None);
-    c.on_packet(A);
-    c.on_data(A, b"ame\":\"O'Brien\"}POST /api HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}", 1);
-    c.on_data(A, b"M-POST /x HTTP/1.1\r\nHost: h\r\n\r\n", 2);
-    c.finish(3);
-    let out = drain(&mut c);
-    let requests: Vec<(&[u8], &[u8])> =
-        txs(&out).iter().map(|t| (t.request.method.as_slice(), t.request.target.as_slice())).collect();
-    assert_eq!(requests, vec![(&b"POST"[..], &b"/api"[..]), (&b"M-POST"[..], &b"/x"[..])]);
+    let requests = midstream_requests(&[
+        b"ame\":\"O'Brien\"}POST /api HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}",
+        b"M-POST /x HTTP/1.1\r\nHost: h\r\n\r\n",
+    ]);
+    assert_eq!(requests, vec![(b"POST".to_vec(), b"/api".to_vec()), (b"M-POST".to_vec(), b"/x".to_vec())]);
     // A known extension method that ends in another known method stays whole at a midstream start.
-    let mut c = new(None);
-    c.on_packet(A);
-    c.on_data(A, b"M-POST /y HTTP/1.1\r\nHost: h\r\n\r\n", 1);
-    c.finish(2);
-    let out = drain(&mut c);
-    assert_eq!(txs(&out)[0].request.method, b"M-POST");
+    let requests = midstream_requests(&[b"M-POST /y HTTP/1.1\r\nHost: h\r\n\r\n"]);
+    assert_eq!(requests, vec![(b"M-POST".to_vec(), b"/y".to_vec())]);
 }

@@ -3,7 +3,6 @@
 mod config;
 mod notify;
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use std::net::SocketAddr;
 use vxtap_capture::{LiveCapture, LiveCounters, LiveOptions, PcapFile, UdpCounters, UdpOptions, UdpReceiver};
-use vxtap_engine::{Engine, EventOutput, Metrics, Origin, RequestHook};
+use vxtap_engine::{Engine, EventOutput, Metrics, Origin, RequestHook, write_prometheus_family};
 use vxtap_health::{HealthServer, HealthState};
 use vxtap_http::{Peer, Transaction};
 use vxtap_mirror::{MirrorServer, MirroredRequest, SinkFull};
@@ -449,33 +448,26 @@ impl InputCounters {
 
     fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
-            if rows.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "# HELP vxtap_{name} {help}\n# TYPE vxtap_{name} {kind}");
-            for (labels, value) in rows {
-                let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-                let _ = writeln!(out, "vxtap_{name}{labels} {value}");
-            }
-        };
         let udp: Vec<_> = self.udp.iter().map(|c| c.snapshot()).collect();
         let per_receiver = |f: fn(&vxtap_capture::UdpStats) -> u64| -> Vec<(String, u64)> {
             udp.iter().enumerate().map(|(n, s)| (format!("receiver=\"{n}\""), f(s))).collect()
         };
-        family(
+        write_prometheus_family(
+            &mut out,
             "udp_datagrams_total",
             "counter",
             "Tunnel datagrams received, per receive socket.",
             &per_receiver(|s| s.datagrams),
         );
-        family(
+        write_prometheus_family(
+            &mut out,
             "udp_truncated_total",
             "counter",
             "Datagrams larger than the receive slot (never delivered cut), per receive socket.",
             &per_receiver(|s| s.truncated),
         );
-        family(
+        write_prometheus_family(
+            &mut out,
             "udp_kernel_drops_total",
             "counter",
             "Datagrams the kernel dropped because the socket's receive buffer was full, per receive socket.",
@@ -483,8 +475,15 @@ impl InputCounters {
         );
         if let Some(iface) = &self.iface {
             let s = iface.snapshot();
-            family("iface_frames_total", "counter", "Frames captured on --iface.", &[("".into(), s.frames)]);
-            family(
+            write_prometheus_family(
+                &mut out,
+                "iface_frames_total",
+                "counter",
+                "Frames captured on --iface.",
+                &[("".into(), s.frames)],
+            );
+            write_prometheus_family(
+                &mut out,
                 "iface_drops_total",
                 "counter",
                 "Frames lost before vxtap read them: libpcap's kernel buffer was full (ps_drop), or the \
