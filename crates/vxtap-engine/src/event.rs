@@ -65,9 +65,9 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
     });
     j.num("flow_id", origin.flow_id);
     j.str("event_type", if alert.is_some() { b"alert" } else { b"http" });
-    j.str("src_ip", origin.src.ip().to_string().as_bytes());
+    j.ip("src_ip", origin.src.ip());
     j.num("src_port", u64::from(origin.src.port()));
-    j.str("dest_ip", origin.dst.ip().to_string().as_bytes());
+    j.ip("dest_ip", origin.dst.ip());
     j.num("dest_port", u64::from(origin.dst.port()));
     j.str("proto", b"TCP");
     j.str("app_proto", b"http");
@@ -76,24 +76,24 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
         j.open();
         j.str("type", t.kind.as_str().as_bytes());
         j.num("vni", u64::from(t.vni));
-        j.str("src_ip", t.src.to_string().as_bytes());
-        j.str("dest_ip", t.dst.to_string().as_bytes());
+        j.ip("src_ip", t.src);
+        j.ip("dest_ip", t.dst);
         j.close();
     }
     if let Some(peer) = origin.mirror {
         j.key("mirror");
         j.open();
         j.str("type", b"http");
-        j.str("peer_ip", peer.ip().to_string().as_bytes());
+        j.ip("peer_ip", peer.ip());
         j.num("peer_port", u64::from(peer.port()));
         j.close();
     }
     if let Some((peer, server)) = origin.proxy {
         j.key("proxy");
         j.open();
-        j.str("src_ip", peer.ip().to_string().as_bytes());
+        j.ip("src_ip", peer.ip());
         j.num("src_port", u64::from(peer.port()));
-        j.str("dest_ip", server.ip().to_string().as_bytes());
+        j.ip("dest_ip", server.ip());
         j.num("dest_port", u64::from(server.port()));
         j.close();
     }

@@ -1,6 +1,8 @@
 //! A minimal JSON writer for events: byte strings that are not UTF-8 are written byte by byte as
 //! `\u00XX` escapes (the contract's rule), which serde_json cannot do for `&[u8]`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 /// Appends JSON to a byte buffer. The caller writes keys and values in order; commas are automatic.
 pub(crate) struct Json<'a> {
     out: &'a mut Vec<u8>,
@@ -85,6 +87,19 @@ impl<'a> Json<'a> {
         self.need_comma = true;
     }
 
+    /// Writes an IP address as text (the same text as `Display`), without allocating: addresses are
+    /// in every event, and `to_string` showed in the profile.
+    pub(crate) fn ip(&mut self, key: &str, ip: IpAddr) {
+        self.key(key);
+        self.out.push(b'"');
+        match ip {
+            IpAddr::V4(v4) => write_ipv4(self.out, v4),
+            IpAddr::V6(v6) => write_ipv6(self.out, v6),
+        }
+        self.out.push(b'"');
+        self.need_comma = true;
+    }
+
     /// Writes a value with `write` (after [`Json::key`]), for values this writer has no method for.
     pub(crate) fn raw(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         write(self.out);
@@ -95,6 +110,62 @@ impl<'a> Json<'a> {
     pub(crate) fn str_element(&mut self, value: &[u8]) {
         self.sep();
         write_string(self.out, value);
+    }
+}
+
+fn write_ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+    }
+}
+
+/// RFC 5952 text, as `Ipv6Addr`'s `Display` writes it: lower-case hex groups, the longest run of two
+/// or more zero groups (the first of equal runs) as `::`, IPv4-mapped addresses as `::ffff:a.b.c.d`.
+fn write_ipv6(out: &mut Vec<u8>, ip: Ipv6Addr) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        out.extend_from_slice(b"::ffff:");
+        return write_ipv4(out, v4);
+    }
+    let groups = ip.segments();
+    let (mut best_start, mut best_len, mut run_start, mut run_len) = (0, 0, 0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if run_len == 0 {
+                run_start = i;
+            }
+            run_len += 1;
+            if run_len > best_len {
+                (best_start, best_len) = (run_start, run_len);
+            }
+        } else {
+            run_len = 0;
+        }
+    }
+    let write_groups = |out: &mut Vec<u8>, groups: &[u16]| {
+        for (i, &g) in groups.iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            write_hex_group(out, g);
+        }
+    };
+    if best_len > 1 {
+        write_groups(out, &groups[..best_start]);
+        out.extend_from_slice(b"::");
+        write_groups(out, &groups[best_start + best_len..]);
+    } else {
+        write_groups(out, &groups);
+    }
+}
+
+fn write_hex_group(out: &mut Vec<u8>, group: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (4 - group.leading_zeros() as usize / 4).max(1);
+    for shift in (0..digits).rev() {
+        out.push(HEX[usize::from(group >> (shift * 4)) & 0xf]);
     }
 }
 
@@ -183,14 +254,32 @@ pub(crate) fn timestamp(out: &mut Vec<u8>, micros: u64) {
     let secs = micros / 1_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
-    let text = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        micros % 1_000_000
-    );
-    out.extend_from_slice(text.as_bytes());
+    let fields = [
+        (year as u64, 4, b'-'),
+        (u64::from(month), 2, b'-'),
+        (u64::from(day), 2, b'T'),
+        (rem / 3600, 2, b':'),
+        (rem % 3600 / 60, 2, b':'),
+        (rem % 60, 2, b'.'),
+        (micros % 1_000_000, 6, b'+'),
+    ];
+    for (value, width, separator) in fields {
+        write_padded(out, value, width);
+        out.push(separator);
+    }
+    out.extend_from_slice(b"0000");
+}
+
+/// `value` in decimal, zero-padded to at least `width` digits.
+fn write_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    let start = out.len();
+    let digits = value.checked_ilog10().map_or(1, |d| d as usize + 1);
+    out.resize(start + width.max(digits), b'0');
+    let mut rest = value;
+    for digit in out[start..].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
@@ -307,6 +396,53 @@ mod tests {
         assert_eq!(v["b64"], "aGVsbG8=");
     }
 
+    fn ip_text(ip: IpAddr) -> String {
+        let mut out = Vec::new();
+        let mut j = Json::new(&mut out);
+        j.open();
+        j.ip("ip", ip);
+        j.close();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v["ip"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn ip_text_matches_display_on_edge_cases() {
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.210.85",
+            "::",
+            "::1",
+            "1::",
+            "fd00::1:2348:0:d123:2",
+            "1:0:0:2:0:0:0:3",
+            "1:0:0:2:0:0:3:4",
+            "0:1:0:1:0:1:0:1",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "2001:db8:0:0:1:0:0:1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "64:ff9b::c000:221",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string(), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ip_text_matches_display(
+            groups in proptest::array::uniform8(proptest::prop_oneof![3 => proptest::strategy::Just(0u16), 1 => 1u16..16, 1 => proptest::prelude::any::<u16>()]),
+            v4 in proptest::prelude::any::<u32>(),
+        ) {
+            let v6 = IpAddr::from(Ipv6Addr::from(groups));
+            proptest::prop_assert_eq!(ip_text(v6), v6.to_string());
+            let v4 = IpAddr::from(Ipv4Addr::from(v4));
+            proptest::prop_assert_eq!(ip_text(v4), v4.to_string());
+        }
+    }
+
     #[test]
     fn timestamps_match_suricata_format() {
         let mut out = Vec::new();
@@ -315,5 +451,8 @@ mod tests {
         let mut out = Vec::new();
         timestamp(&mut out, 951_782_400_000_000);
         assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000000+0000");
+        let mut out = Vec::new();
+        timestamp(&mut out, 253_402_300_800_000_001);
+        assert_eq!(String::from_utf8(out).unwrap(), "10000-01-01T00:00:00.000001+0000");
     }
 }

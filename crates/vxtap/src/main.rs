@@ -22,6 +22,11 @@ use vxtap_replay::{ObservedResponse, ReplayClient, ReplayJob};
 
 use config::{Cli, Command, LogFormat, Settings, resolve};
 
+/// mimalloc: the workers allocate and free per request (header vectors, event buffers); glibc's
+/// allocator took ~15% of a worker's time in the profile (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
