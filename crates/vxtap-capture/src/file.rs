@@ -1,11 +1,16 @@
-//! pcap and pcapng files, read with libpcap.
+//! pcap and pcapng files: large reads into one reusable buffer, framing by [`crate::format`], records
+//! handed out as slices of that buffer (no per-record copy or allocation).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use pcap::{Capture, Offline};
 use vxtap_decap::LinkType;
 
-use crate::{CaptureError, Record, link_name, pcap_reason};
+use crate::format::{MAX_BLOCK, Parser, Step};
+use crate::{CaptureError, Record, link_name};
+
+/// Bytes asked of the OS per read: large enough that system calls cost nothing per record.
+const READ_CHUNK: usize = 1 << 20;
 
 /// Totals of what a [`PcapFile`] delivered so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,15 +25,27 @@ pub struct FileStats {
 
 /// An open pcap or pcapng file, read record by record.
 ///
-/// A pcapng file whose interfaces use different link types is refused by libpcap when the second type
-/// is met; that surfaces as [`CaptureError::FileRead`].
+/// Both formats in either byte order; pcap with micro- or nanosecond timestamps; pcapng with any
+/// `if_tsresol`/`if_tsoffset`, several sections, enhanced, simple and obsolete packet blocks. All
+/// interfaces of a pcapng file must share one link type (as libpcap requires); a second type is a
+/// [`CaptureError::FileRead`] when met.
 pub struct PcapFile {
     path: PathBuf,
-    cap: Capture<Offline>,
+    input: Input,
+    parser: Parser,
     link: LinkType,
     dlt: i32,
     stats: FileStats,
     finished: bool,
+}
+
+/// The byte stream and the buffer it is read into; `buf[pos..end]` are read but not parsed yet.
+struct Input {
+    reader: Box<dyn Read + Send>,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
 }
 
 impl std::fmt::Debug for PcapFile {
@@ -43,36 +60,61 @@ impl std::fmt::Debug for PcapFile {
 }
 
 impl PcapFile {
-    /// Opens a pcap or pcapng file (any byte order, micro- or nanosecond timestamps).
+    /// Opens a pcap or pcapng file.
     ///
     /// Errors, each naming the file: it cannot be opened or read ([`CaptureError::FileOpen`]), it is not a
-    /// capture file ([`CaptureError::FileOpen`]), or its link type is not one vxtap decodes
-    /// ([`CaptureError::FileLinkType`]).
+    /// capture file or its header is cut ([`CaptureError::FileOpen`]), or its link type is not one
+    /// vxtap decodes ([`CaptureError::FileLinkType`]).
     pub fn open(path: impl AsRef<Path>) -> Result<PcapFile, CaptureError> {
         let path = path.as_ref();
         let open_err = |reason: String| CaptureError::FileOpen { path: path.to_path_buf(), reason };
-        // std gives clearer messages than libpcap for missing files, permissions and directories.
         let meta = std::fs::metadata(path).map_err(|e| open_err(e.to_string()))?;
         if meta.is_dir() {
             return Err(open_err("is a directory".into()));
         }
-        std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
-        if path.to_str().is_none() {
-            return Err(open_err("path is not valid UTF-8, which libpcap requires".into()));
-        }
-        let cap = Capture::from_file(path).map_err(|e| open_err(pcap_reason(e)))?;
-        let dlt = cap.get_datalink().0;
-        let Some(link) = LinkType::from_dlt(dlt) else {
-            return Err(CaptureError::FileLinkType { path: path.to_path_buf(), dlt, name: link_name(dlt) });
+        let file = std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
+        PcapFile::from_reader(path, Box::new(file))
+    }
+
+    /// Reads a capture from any byte stream (a pipe, a socket, bytes in memory); `name` stands for it
+    /// in errors. Errors as [`PcapFile::open`].
+    pub fn from_reader(
+        name: impl Into<PathBuf>,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<PcapFile, CaptureError> {
+        let path = name.into();
+        let open_err = |reason: String| CaptureError::FileOpen { path: path.clone(), reason };
+        let mut input = Input { reader, buf: Vec::new(), pos: 0, end: 0, eof: false };
+        let mut parser = loop {
+            match Parser::start(input.unparsed()) {
+                Ok(Some((parser, used))) => {
+                    input.pos = used;
+                    break parser;
+                }
+                Ok(None) if input.eof && input.end == 0 => return Err(open_err("the file is empty".into())),
+                Ok(None) if input.eof => return Err(open_err("the file header is truncated".into())),
+                Ok(None) => input.fill(Parser::HEADER_BYTES).map_err(|e| open_err(e.to_string()))?,
+                Err(reason) => return Err(open_err(reason)),
+            }
         };
-        Ok(PcapFile {
-            path: path.to_path_buf(),
-            cap,
-            link,
-            dlt,
-            stats: FileStats::default(),
-            finished: false,
-        })
+        // A pcapng file names its link type in its first interface description block.
+        let raw = loop {
+            if let Some(raw) = parser.link() {
+                break raw;
+            }
+            match input.step(&mut parser) {
+                Ok(Some(Step::Skip { used })) => input.pos += used,
+                Ok(_) => {
+                    return Err(open_err("no interface description block before the first packet".into()));
+                }
+                Err(reason) => return Err(open_err(reason)),
+            }
+        };
+        let dlt = i32::try_from(raw).unwrap_or(i32::MAX);
+        let Some(link) = LinkType::from_dlt(dlt) else {
+            return Err(CaptureError::FileLinkType { path, dlt, name: link_name(dlt) });
+        };
+        Ok(PcapFile { path, input, parser, link, dlt, stats: FileStats::default(), finished: false })
     }
 
     /// The path the file was opened with.
@@ -85,7 +127,7 @@ impl PcapFile {
         self.link
     }
 
-    /// The raw pcap link-type number (DLT) behind [`PcapFile::link_type`].
+    /// The link-type number in the file behind [`PcapFile::link_type`] (1 for Ethernet).
     pub fn dlt(&self) -> i32 {
         self.dlt
     }
@@ -101,27 +143,31 @@ impl PcapFile {
         if self.finished {
             return Ok(None);
         }
-        match self.cap.next_packet() {
-            Ok(packet) => {
-                let rec = Record::from_packet(&packet);
-                self.stats.records += 1;
-                self.stats.bytes += rec.data.len() as u64;
-                if (rec.data.len() as u64) < u64::from(rec.orig_len) {
-                    self.stats.truncated += 1;
+        loop {
+            match self.input.step(&mut self.parser) {
+                Ok(Some(Step::Record { ts_micros, data, orig_len, used })) => {
+                    let start = self.input.pos;
+                    self.input.pos += used;
+                    self.stats.records += 1;
+                    self.stats.bytes += data.len() as u64;
+                    if data.len() < orig_len as usize {
+                        self.stats.truncated += 1;
+                    }
+                    let data = &self.input.buf[start + data.start..start + data.end];
+                    return Ok(Some(Record { ts_micros, data, orig_len }));
                 }
-                Ok(Some(rec))
-            }
-            Err(pcap::Error::NoMorePackets) => {
-                self.finished = true;
-                Ok(None)
-            }
-            Err(e) => {
-                self.finished = true;
-                Err(CaptureError::FileRead {
-                    path: self.path.clone(),
-                    records: self.stats.records,
-                    reason: pcap_reason(e),
-                })
+                Ok(Some(Step::Skip { used })) => self.input.pos += used,
+                Ok(Some(Step::NeedMore { total })) => {
+                    let left = self.input.end - self.input.pos;
+                    let reason =
+                        format!("truncated: the last record or block needs {total} bytes, {left} remain");
+                    return Err(self.read_error(reason));
+                }
+                Ok(None) => {
+                    self.finished = true;
+                    return Ok(None);
+                }
+                Err(reason) => return Err(self.read_error(reason)),
             }
         }
     }
@@ -136,5 +182,51 @@ impl PcapFile {
             f(rec);
         }
         Ok(self.stats)
+    }
+
+    fn read_error(&mut self, reason: String) -> CaptureError {
+        self.finished = true;
+        CaptureError::FileRead { path: self.path.clone(), records: self.stats.records, reason }
+    }
+}
+
+impl Input {
+    /// The bytes read but not parsed yet.
+    fn unparsed(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    /// The next framing step, reading as needed: `Ok(None)` at a clean end of the file,
+    /// `NeedMore` only when the file ends inside a record or block.
+    fn step(&mut self, parser: &mut Parser) -> Result<Option<Step>, String> {
+        loop {
+            match parser.next(self.unparsed())? {
+                Step::NeedMore { .. } if self.eof && self.pos == self.end => return Ok(None),
+                Step::NeedMore { total } if !self.eof => self.fill(total).map_err(|e| e.to_string())?,
+                step => return Ok(Some(step)),
+            }
+        }
+    }
+
+    /// Reads until `total` unparsed bytes are buffered or the input ends.
+    fn fill(&mut self, total: usize) -> std::io::Result<()> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        let want = total.clamp(READ_CHUNK, MAX_BLOCK);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        while self.end < total && !self.eof {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }

@@ -3,8 +3,10 @@
 //! Three sources, each handing raw bytes to a caller-supplied closure; nothing here decodes beyond what
 //! delivery needs or knows about HTTP:
 //!
-//! - [`PcapFile`]: pcap and pcapng files through libpcap; yields [`Record`]s (timestamp, captured bytes,
-//!   original length) and reports the file's [`LinkType`].
+//! - [`PcapFile`]: pcap and pcapng files (or any byte stream holding one), framed by vxtap's own
+//!   reader: 1 MiB reads into one reused buffer, [`Record`]s (timestamp, captured bytes, original
+//!   length) handed out as slices of it, the file's [`LinkType`]. Records match libpcap's (tested
+//!   against it) except that pcap timestamps after 2038 are read as the unsigned values they are.
 //! - [`LiveCapture`]: libpcap live capture on an interface (promiscuous, full snaplen, large buffer),
 //!   stoppable through an [`AtomicBool`](std::sync::atomic::AtomicBool), with kernel drop statistics.
 //! - [`UdpReceiver`]: the VXLAN / GENEVE socket of a mirror target: `SO_REUSEPORT` so that each receive
@@ -65,6 +67,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod file;
+mod format;
 mod live;
 mod sys;
 mod udp;
