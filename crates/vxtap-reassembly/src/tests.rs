@@ -274,6 +274,27 @@ fn shard_hash_is_symmetric() {
     assert_ne!(FlowKey::of(&fwd).1, FlowKey::of(&rev).1);
 }
 
+#[test]
+fn shard_hash_spreads_sequential_clients_evenly() {
+    // Clients differing only in port, only in address, and IPv6 clients in one /64.
+    let clients: Vec<String> = (0..4000u32)
+        .map(|i| format!("10.0.0.1:{}", 1024 + i))
+        .chain((0..4000u32).map(|i| format!("10.{}.{}.{}:40000", i >> 16, (i >> 8) & 255, i & 255)))
+        .chain((0..4000u32).map(|i| format!("[fd00::{:x}]:443", i)))
+        .collect();
+    for shards in [2u64, 3, 4, 8] {
+        let mut counts = vec![0u32; shards as usize];
+        for client in &clients {
+            let key = FlowKey::of(&header(client, SERVER, 0, ack())).0;
+            counts[(key.shard_hash() % shards) as usize] += 1;
+        }
+        let mean = clients.len() as f64 / shards as f64;
+        for count in &counts {
+            assert!((f64::from(*count) - mean).abs() < mean * 0.1, "{shards} shards: {counts:?}");
+        }
+    }
+}
+
 proptest! {
     /// Any segmentation, order and duplication of a stream reassembles to the same bytes.
     #[test]
