@@ -42,11 +42,14 @@ impl<'a> Json<'a> {
         self.need_comma = true;
     }
 
-    /// Writes `"key":` and leaves the writer ready for the value.
+    /// Writes `"key":` and leaves the writer ready for the value. Keys are the event format's own
+    /// names, plain ASCII, so they are copied without escaping (a third of an event's strings).
     pub(crate) fn key(&mut self, key: &str) {
+        debug_assert_eq!(plain_run_end(key.as_bytes(), 0), key.len(), "key needs escaping: {key}");
         self.sep();
-        write_string(self.out, key.as_bytes());
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
         self.need_comma = false;
     }
 
