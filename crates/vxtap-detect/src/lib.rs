@@ -51,8 +51,9 @@ pub mod extract;
 pub mod normalize;
 mod rules;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use vxtap_http::Request;
@@ -146,10 +147,74 @@ struct Inner {
 
 /// A loaded, compiled rule set. Cloning is cheap (the compiled set is shared), and [`Detector::builtin`]
 /// compiles the built-in set once per process, so each worker thread can take its own handle.
-#[derive(Clone)]
+///
+/// Each handle remembers the short values on which no rule matched, so a
+/// worker that owns its handle inspects a repeated header or argument once.
 pub struct Detector {
     inner: Arc<Inner>,
     limits: Limits,
+    memo: Mutex<Memo>,
+}
+
+impl Clone for Detector {
+    fn clone(&self) -> Self {
+        Detector { inner: Arc::clone(&self.inner), limits: self.limits, memo: Mutex::default() }
+    }
+}
+
+/// Values up to this many bytes are remembered when no rule matched them.
+const MEMO_MAX_VALUE: usize = 256;
+/// Values remembered per handle; the memo starts afresh when full (about 1.5 MiB at most).
+const MEMO_ENTRIES: usize = 4096;
+
+/// What the rules made of one value: the rules run and the budget they were charged.
+struct Outcome {
+    /// Scan-budget charge: rules run × (normalised length + 16).
+    charge: usize,
+    /// Rules that matched, with their fragments, in the order they ran.
+    matches: Vec<(u16, String)>,
+}
+
+/// Short values on which no rule matched, with their scan-budget charge, keyed by kind, header name
+/// (lower case) and raw bytes. What the rules make of a value depends on nothing else, so a value seen
+/// again is charged the same and skipped instead of being normalised and matched again.
+#[derive(Default)]
+struct Memo {
+    charges: HashMap<Box<[u8]>, usize>,
+    /// The key being looked up.
+    key: Vec<u8>,
+}
+
+impl Memo {
+    /// Builds the key of `v` in [`Memo::key`]; false when the value is too long to be remembered.
+    fn set_key(&mut self, v: &extract::Value) -> bool {
+        let header = matches!(v.kind, Kind::Header | Kind::StdHeader);
+        if v.raw.len() > MEMO_MAX_VALUE || (header && v.name.len() > usize::from(u8::MAX)) {
+            return false;
+        }
+        self.key.clear();
+        self.key.push(v.kind as u8);
+        if header {
+            self.key.push(v.name.len() as u8);
+            self.key.extend(v.name.iter().map(u8::to_ascii_lowercase));
+        }
+        self.key.extend_from_slice(&v.raw);
+        true
+    }
+
+    fn get(&self) -> Option<usize> {
+        self.charges.get(self.key.as_slice()).copied()
+    }
+
+    fn put(&mut self, charge: usize) {
+        if self.charges.len() >= MEMO_ENTRIES {
+            self.charges.clear();
+        }
+        if self.charges.capacity() == 0 {
+            self.charges.reserve(MEMO_ENTRIES);
+        }
+        self.charges.insert(self.key.as_slice().into(), charge);
+    }
 }
 
 impl std::fmt::Debug for Detector {
@@ -196,7 +261,7 @@ impl Detector {
                 .unwrap_or_else(|e| panic!("built-in rules are invalid: {e}"));
             Arc::new(Inner::new(rules))
         });
-        Detector { inner: Arc::clone(inner), limits: Limits::default() }
+        Detector { inner: Arc::clone(inner), limits: Limits::default(), memo: Mutex::default() }
     }
 
     /// Loads a rule set from a TOML file in the format of `configs/rules.toml`.
@@ -210,7 +275,7 @@ impl Detector {
     /// Loads a rule set from TOML text; `origin` names it in error messages.
     pub fn from_rules_str(text: &str, origin: &str) -> Result<Detector, RulesError> {
         let rules = rules::compile(text, origin)?;
-        Ok(Detector { inner: Arc::new(Inner::new(rules)), limits: Limits::default() })
+        Ok(Detector { inner: Arc::new(Inner::new(rules)), limits: Limits::default(), memo: Mutex::default() })
     }
 
     /// The same rules with other limits.
@@ -234,7 +299,7 @@ impl Detector {
         let inner = &*self.inner;
         let mut found: Vec<(u16, Finding)> = Vec::new();
         let max_loc = self.limits.max_locations.max(1);
-        let mut add = |ri: u16, loc: String, fragment: &dyn Fn() -> String| {
+        let mut add = |ri: u16, loc: String, fragment: &str| {
             if let Some((_, f)) = found.iter_mut().find(|(r, _)| *r == ri) {
                 if f.location.len() < max_loc && !f.location.contains(&loc) {
                     f.location.push(loc);
@@ -252,7 +317,7 @@ impl Detector {
                     severity: r.severity,
                     attack_class: r.classes.clone(),
                     location: vec![loc],
-                    fragment: fragment(),
+                    fragment: fragment.to_string(),
                 },
             ));
         };
@@ -261,67 +326,147 @@ impl Detector {
             if let Engine::Protocol(check) = &inner.rules[ri as usize].engine
                 && let Some((loc, frag)) = check.run(request)
             {
-                add(ri, loc, &|| frag.clone());
+                add(ri, loc, &frag);
             }
         }
 
         let values = extract::collect(request, &self.limits);
-        let mut candidates: Vec<u16> = Vec::with_capacity(16);
-        let mut seen = vec![false; inner.rules.len()];
+        let mut memo = self.memo.try_lock().ok();
+        let mut scratch =
+            Scratch { candidates: Vec::with_capacity(16), seen: vec![false; inner.rules.len()] };
         let mut scan_budget = self.limits.max_scan_bytes;
-        'values: for v in &values {
-            let (norm, _info) = normalize::normalize(&v.raw, v.kind.plus_is_space());
-            if norm.is_empty() {
+        for v in &values {
+            let memo = memo.as_deref_mut().and_then(|m| m.set_key(v).then_some(m));
+            if let Some(charge) = memo.as_deref().and_then(Memo::get)
+                && charge <= scan_budget
+            {
+                scan_budget -= charge;
                 continue;
             }
-            let filter = &inner.filters[v.kind as usize];
-            candidates.clear();
-            for m in inner.automata[filter.automaton].find_overlapping_iter(norm.as_str()) {
-                for &ri in &filter.literal_rules[m.pattern().as_usize()] {
-                    if !seen[ri as usize] {
-                        seen[ri as usize] = true;
-                        candidates.push(ri);
+            match self.evaluate(v, scan_budget, &mut scratch) {
+                Ok(outcome) => {
+                    scan_budget -= outcome.charge;
+                    for (ri, frag) in &outcome.matches {
+                        add(*ri, v.loc(), frag);
+                    }
+                    if let Some(m) = memo
+                        && outcome.matches.is_empty()
+                    {
+                        m.put(outcome.charge);
                     }
                 }
-            }
-            for &ri in &candidates {
-                seen[ri as usize] = false;
-            }
-            candidates.extend_from_slice(&filter.always);
-            let mut prep = Prepared { norm, sql: None, path: None, markup: None };
-            for &ri in &candidates {
-                let rule = &inner.rules[ri as usize];
-                if matches!(v.kind, Kind::Header | Kind::StdHeader)
-                    && ((!rule.headers.is_empty() && !rule.headers.iter().any(|h| v.is_header(h)))
-                        || rule.skip_headers.iter().any(|h| v.is_header(h)))
-                {
-                    continue;
-                }
-                let cost = prep.norm.len() + 16;
-                if cost > scan_budget {
-                    break 'values;
-                }
-                scan_budget -= cost;
-                match &rule.engine {
-                    Engine::Regex(re) => {
-                        let text = prep.view(rule.view);
-                        if let Some(m) = re.find(text.as_bytes()) {
-                            add(ri, v.loc(), &|| builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())));
-                        }
-                    }
-                    Engine::Special(s) => {
-                        let text = prep.view(rule.view);
-                        if let Some(frag) = s.run(&v.raw, text) {
-                            add(ri, v.loc(), &|| frag.clone());
-                        }
-                    }
-                    Engine::Protocol(_) => {}
+                Err(mut prep) => {
+                    // the budget runs out inside this value: its rules run in order until then
+                    self.run_until_exhausted(v, &mut prep, scan_budget, &scratch.candidates, &mut add);
+                    break;
                 }
             }
         }
         let mut out: Vec<Finding> = found.into_iter().map(|(_, f)| f).collect();
         out.sort_by_key(|f| f.signature_id);
         out
+    }
+}
+
+impl Detector {
+    /// Normalises one value and runs the rules its prefilter picks. `Err` (with the normalised value,
+    /// the rules to run left in `scratch.candidates`) when running them all would cost more than
+    /// `budget`.
+    fn evaluate(
+        &self,
+        v: &extract::Value,
+        budget: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Outcome, Prepared> {
+        let (norm, _info) = normalize::normalize(&v.raw, v.kind.plus_is_space());
+        scratch.candidates.clear();
+        if norm.is_empty() {
+            return Ok(Outcome { charge: 0, matches: Vec::new() });
+        }
+        self.inner.candidates(v, &norm, scratch);
+        let cost = norm.len() + 16;
+        let charge = scratch.candidates.len().saturating_mul(cost);
+        let mut prep = Prepared { norm, sql: None, path: None, markup: None };
+        if charge > budget {
+            return Err(prep);
+        }
+        let matches = scratch
+            .candidates
+            .iter()
+            .filter_map(|&ri| Some((ri, self.inner.run_rule(ri, &v.raw, &mut prep)?)))
+            .collect();
+        Ok(Outcome { charge, matches })
+    }
+
+    /// Runs `rules` on a prepared value in order, each charged to `budget`, until one no longer fits.
+    fn run_until_exhausted(
+        &self,
+        v: &extract::Value,
+        prep: &mut Prepared,
+        mut budget: usize,
+        rules: &[u16],
+        add: &mut dyn FnMut(u16, String, &str),
+    ) {
+        let cost = prep.norm.len() + 16;
+        for &ri in rules {
+            if cost > budget {
+                return;
+            }
+            budget -= cost;
+            if let Some(frag) = self.inner.run_rule(ri, &v.raw, prep) {
+                add(ri, v.loc(), &frag);
+            }
+        }
+    }
+}
+
+/// Per-inspection scratch space.
+struct Scratch {
+    /// Rules to run on the current value, in the order the prefilter found them.
+    candidates: Vec<u16>,
+    /// Rule index → already in `candidates`.
+    seen: Vec<bool>,
+}
+
+impl Inner {
+    /// The rules to run on `v` (normalised to `norm`): those whose prefilter literals occur in it,
+    /// in the order the automaton finds them, then those without literals; header rules only on
+    /// the headers they name.
+    fn candidates(&self, v: &extract::Value, norm: &str, scratch: &mut Scratch) {
+        let filter = &self.filters[v.kind as usize];
+        let Scratch { candidates, seen } = scratch;
+        for m in self.automata[filter.automaton].find_overlapping_iter(norm) {
+            for &ri in &filter.literal_rules[m.pattern().as_usize()] {
+                if !seen[ri as usize] {
+                    seen[ri as usize] = true;
+                    candidates.push(ri);
+                }
+            }
+        }
+        for &ri in candidates.iter() {
+            seen[ri as usize] = false;
+        }
+        candidates.extend_from_slice(&filter.always);
+        if matches!(v.kind, Kind::Header | Kind::StdHeader) {
+            candidates.retain(|&ri| {
+                let rule = &self.rules[ri as usize];
+                (rule.headers.is_empty() || rule.headers.iter().any(|h| v.is_header(h)))
+                    && !rule.skip_headers.iter().any(|h| v.is_header(h))
+            });
+        }
+    }
+
+    /// Runs one rule on a prepared value; on a match returns the fragment to report.
+    fn run_rule(&self, ri: u16, raw: &[u8], prep: &mut Prepared) -> Option<String> {
+        let rule = &self.rules[ri as usize];
+        match &rule.engine {
+            Engine::Regex(re) => {
+                let m = re.find(prep.view(rule.view).as_bytes())?;
+                Some(builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())))
+            }
+            Engine::Special(check) => check.run(raw, prep.view(rule.view)),
+            Engine::Protocol(_) => None,
+        }
     }
 }
 

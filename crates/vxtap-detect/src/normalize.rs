@@ -353,16 +353,34 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
         cur.make_ascii_lowercase();
         return (String::from_utf8(cur).unwrap_or_default(), info);
     }
-    let text = String::from_utf8_lossy(&cur);
-    let mut s = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii() {
-            s.push(c.to_ascii_lowercase());
-        } else if let Some(f) = fold_char(c) {
-            s.push(f);
+    (fold_text(&cur), info)
+}
+
+/// `input` as text (each invalid sequence becomes U+FFFD, as `String::from_utf8_lossy` does), ASCII
+/// lower-cased in runs and every other character folded by [`fold_char`].
+fn fold_text(input: &[u8]) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 2);
+    let mut buf = [0u8; 4];
+    for chunk in input.utf8_chunks() {
+        let mut valid = chunk.valid();
+        while !valid.is_empty() {
+            let ascii = valid.bytes().position(|b| !b.is_ascii()).unwrap_or(valid.len());
+            let start = out.len();
+            out.extend_from_slice(&valid.as_bytes()[..ascii]);
+            out[start..].make_ascii_lowercase();
+            let mut rest = valid[ascii..].chars();
+            if let Some(c) = rest.next()
+                && let Some(f) = fold_char(c)
+            {
+                out.extend_from_slice(f.encode_utf8(&mut buf).as_bytes());
+            }
+            valid = rest.as_str();
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
-    (s, info)
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// SQL view of a normalised value: `/* comments */` become a space, MySQL executable comments
@@ -568,6 +586,30 @@ mod tests {
         assert_eq!(n("ＳＥＬＥＣＴ"), "select");
         assert_eq!(n("..%e2%88%95etc"), "../etc");
         assert_eq!(n("Zoë"), "zoë");
+    }
+
+    #[test]
+    fn fold_text_matches_lossy_char_fold() {
+        let reference = |b: &[u8]| -> String {
+            String::from_utf8_lossy(b)
+                .chars()
+                .filter_map(|c| if c.is_ascii() { Some(c.to_ascii_lowercase()) } else { fold_char(c) })
+                .collect()
+        };
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..300 {
+            let mut b: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            b.extend_from_slice("ＳＥＬ\u{200b}ÉtÉ∕".as_bytes());
+            b.extend_from_slice(b"\xe2\x88");
+            assert_eq!(fold_text(&b), reference(&b), "{b:?}");
+        }
     }
 
     #[test]

@@ -536,3 +536,30 @@ fn limits_are_respected() {
     assert!(f.is_empty(), "{f:?}");
     assert_eq!(det.limits().max_values, 3);
 }
+
+#[test]
+fn remembered_values_are_charged_and_matched_as_fresh_ones() {
+    // Repeated benign headers and arguments before an attack, under scan budgets small enough that
+    // the charge of the remembered values decides whether the attack is still scanned.
+    let ua = ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0");
+    let requests = [
+        req("GET", "/a?page=2&sort=price;desc", &[ua, ("X-Note", "a -- b; c")], b""),
+        req(
+            "GET",
+            "/a?page=2&sort=price;desc&q=1%27%20or%20%271%27=%271",
+            &[ua, ("X-Note", "a -- b; c")],
+            b"",
+        ),
+        req("GET", "/a?q=1%27%20or%20%271%27=%271&page=2", &[ua], b""),
+    ];
+    for budget in [0, 300, 600, 1200, 2400, 384 << 10] {
+        let limits = Limits { max_scan_bytes: budget, ..Limits::default() };
+        let remembering = Detector::builtin().with_limits(limits);
+        for _ in 0..3 {
+            for r in &requests {
+                let fresh = Detector::builtin().with_limits(limits).inspect(r);
+                assert_eq!(remembering.inspect(r), fresh, "budget {budget}");
+            }
+        }
+    }
+}
