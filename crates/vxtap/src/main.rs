@@ -22,10 +22,11 @@ use vxtap_replay::{ObservedResponse, ReplayClient, ReplayJob};
 
 use config::{Cli, Command, LogFormat, Settings, resolve};
 
-/// mimalloc: the workers allocate and free per request (header vectors, event buffers); glibc's
-/// allocator took ~15% of a worker's time in the profile (docs/performance.md).
+/// jemalloc: the workers allocate and free per request (header vectors, event buffers) and the
+/// buffers cross threads; glibc's allocator took ~15% of a worker's time in the profile. mimalloc was
+/// as fast but held twice the peak memory (docs/performance.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
