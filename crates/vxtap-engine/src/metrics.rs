@@ -113,7 +113,7 @@ impl Metrics {
     }
 
     /// Adds a dispatcher's per-VNI segment counts (and clears them).
-    pub(crate) fn add_vni_segments(&self, counts: &mut std::collections::HashMap<u32, u64>) {
+    pub(crate) fn add_vni_segments(&self, counts: &mut crate::VniCounts) {
         if counts.is_empty() {
             return;
         }
