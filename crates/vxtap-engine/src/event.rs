@@ -57,44 +57,44 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
     let ts = tx.response.as_ref().map_or(tx.request.end_ts, |r| r.end_ts.max(tx.request.end_ts));
     let mut j = Json::new(out);
     j.open();
-    j.key("timestamp");
+    j.key(b"timestamp");
     j.raw(|buf| {
         buf.push(b'"');
         timestamp(buf, ts);
         buf.push(b'"');
     });
-    j.num("flow_id", origin.flow_id);
-    j.str("event_type", if alert.is_some() { b"alert" } else { b"http" });
-    j.ip("src_ip", origin.src.ip());
-    j.num("src_port", u64::from(origin.src.port()));
-    j.ip("dest_ip", origin.dst.ip());
-    j.num("dest_port", u64::from(origin.dst.port()));
-    j.str("proto", b"TCP");
-    j.str("app_proto", b"http");
+    j.num(b"flow_id", origin.flow_id);
+    j.str(b"event_type", if alert.is_some() { b"alert" } else { b"http" });
+    j.ip(b"src_ip", origin.src.ip());
+    j.num(b"src_port", u64::from(origin.src.port()));
+    j.ip(b"dest_ip", origin.dst.ip());
+    j.num(b"dest_port", u64::from(origin.dst.port()));
+    j.str(b"proto", b"TCP");
+    j.str(b"app_proto", b"http");
     if let Some(t) = origin.tunnel {
-        j.key("tunnel");
+        j.key(b"tunnel");
         j.open();
-        j.str("type", t.kind.as_str().as_bytes());
-        j.num("vni", u64::from(t.vni));
-        j.ip("src_ip", t.src);
-        j.ip("dest_ip", t.dst);
+        j.str(b"type", t.kind.as_str().as_bytes());
+        j.num(b"vni", u64::from(t.vni));
+        j.ip(b"src_ip", t.src);
+        j.ip(b"dest_ip", t.dst);
         j.close();
     }
     if let Some(peer) = origin.mirror {
-        j.key("mirror");
+        j.key(b"mirror");
         j.open();
-        j.str("type", b"http");
-        j.ip("peer_ip", peer.ip());
-        j.num("peer_port", u64::from(peer.port()));
+        j.str(b"type", b"http");
+        j.ip(b"peer_ip", peer.ip());
+        j.num(b"peer_port", u64::from(peer.port()));
         j.close();
     }
     if let Some((peer, server)) = origin.proxy {
-        j.key("proxy");
+        j.key(b"proxy");
         j.open();
-        j.ip("src_ip", peer.ip());
-        j.num("src_port", u64::from(peer.port()));
-        j.ip("dest_ip", server.ip());
-        j.num("dest_port", u64::from(server.port()));
+        j.ip(b"src_ip", peer.ip());
+        j.num(b"src_port", u64::from(peer.port()));
+        j.ip(b"dest_ip", server.ip());
+        j.num(b"dest_port", u64::from(server.port()));
         j.close();
     }
     if let Some(finding) = alert {
@@ -106,24 +106,24 @@ fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Opti
 }
 
 fn write_alert(j: &mut Json<'_>, f: &Finding) {
-    j.key("alert");
+    j.key(b"alert");
     j.open();
-    j.str("action", b"allowed");
-    j.num("signature_id", u64::from(f.signature_id));
-    j.num("rev", u64::from(f.rev));
-    j.str("signature", f.signature.as_bytes());
-    j.str("category", f.category.as_bytes());
-    j.num("severity", u64::from(f.severity));
-    j.key("metadata");
+    j.str(b"action", b"allowed");
+    j.num(b"signature_id", u64::from(f.signature_id));
+    j.num(b"rev", u64::from(f.rev));
+    j.str(b"signature", f.signature.as_bytes());
+    j.str(b"category", f.category.as_bytes());
+    j.num(b"severity", u64::from(f.severity));
+    j.key(b"metadata");
     j.open();
-    string_array(j, "attack_class", f.attack_class.iter().map(|s| s.as_bytes()));
-    string_array(j, "location", f.location.iter().map(|s| s.as_bytes()));
-    string_array(j, "fragment", std::iter::once(f.fragment.as_bytes()));
+    string_array(j, b"attack_class", f.attack_class.iter().map(|s| s.as_bytes()));
+    string_array(j, b"location", f.location.iter().map(|s| s.as_bytes()));
+    string_array(j, b"fragment", std::iter::once(f.fragment.as_bytes()));
     j.close();
     j.close();
 }
 
-fn string_array<'v>(j: &mut Json<'_>, key: &str, values: impl Iterator<Item = &'v [u8]>) {
+fn string_array<'v, const N: usize>(j: &mut Json<'_>, key: &[u8; N], values: impl Iterator<Item = &'v [u8]>) {
     j.key(key);
     j.open_array();
     for v in values {
@@ -134,58 +134,58 @@ fn string_array<'v>(j: &mut Json<'_>, key: &str, values: impl Iterator<Item = &'
 
 fn write_http(j: &mut Json<'_>, origin: &Origin, tx: &Transaction) {
     let req = &tx.request;
-    j.key("http");
+    j.key(b"http");
     j.open();
     match (&origin.hostname, find(&req.headers, b"host")) {
-        (Some(name), _) => j.str("hostname", name),
-        (None, Some(host)) => j.str("hostname", host_without_port(host)),
+        (Some(name), _) => j.str(b"hostname", name),
+        (None, Some(host)) => j.str(b"hostname", host_without_port(host)),
         (None, None) => {}
     }
-    j.str("url", &req.target);
-    j.str("http_method", &req.method);
-    j.str("protocol", &req.protocol);
+    j.str(b"url", &req.target);
+    j.str(b"http_method", &req.method);
+    j.str(b"protocol", &req.protocol);
     if let Some(ua) = find(&req.headers, b"user-agent") {
-        j.str("http_user_agent", ua);
+        j.str(b"http_user_agent", ua);
     }
     if let Some(ct) = find(&req.headers, b"content-type") {
-        j.str("http_content_type", ct);
+        j.str(b"http_content_type", ct);
     }
     if let Some(referer) = find(&req.headers, b"referer") {
-        j.str("http_refer", referer);
+        j.str(b"http_refer", referer);
     }
     if let Some(id) = find(&req.headers, b"x-request-id") {
-        j.str("request_id", id);
+        j.str(b"request_id", id);
     }
     if let Some(resp) = &tx.response {
-        j.num("status", u64::from(resp.status));
-        j.num("length", resp.body_len);
+        j.num(b"status", u64::from(resp.status));
+        j.num(b"length", resp.body_len);
     }
-    headers(j, "request_headers", &req.headers);
+    headers(j, b"request_headers", &req.headers);
     if let Some(resp) = &tx.response {
-        headers(j, "response_headers", &resp.headers);
+        headers(j, b"response_headers", &resp.headers);
     }
     if !req.body.is_empty() {
-        j.base64("http_request_body", &req.body);
+        j.base64(b"http_request_body", &req.body);
     }
-    j.num("request_body_len", req.body_len);
+    j.num(b"request_body_len", req.body_len);
     if req.body_truncated {
-        j.bool("http_request_body_truncated", true);
+        j.bool(b"http_request_body_truncated", true);
     }
-    j.bool("gap", req.gap);
+    j.bool(b"gap", req.gap);
     if tx.response.as_ref().is_some_and(|r| r.gap) {
-        j.bool("response_gap", true);
+        j.bool(b"response_gap", true);
     }
     j.close();
 }
 
-fn headers(j: &mut Json<'_>, key: &str, headers: &[Header]) {
+fn headers<const N: usize>(j: &mut Json<'_>, key: &[u8; N], headers: &[Header]) {
     j.key(key);
     j.open_array();
     for h in headers {
         j.element();
         j.open();
-        j.str("name", &h.name);
-        j.str("value", &h.value);
+        j.str(b"name", &h.name);
+        j.str(b"value", &h.value);
         j.close();
     }
     j.close_array();

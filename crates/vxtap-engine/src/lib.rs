@@ -328,6 +328,9 @@ impl EventOutput {
     }
 }
 
+/// Event chunks at least this large are written straight to the output, not copied into its buffer.
+const DIRECT_WRITE: usize = 64 << 10;
+
 /// How long the writer waits for events before it checks for a reopen request.
 const WRITER_POLL: Duration = Duration::from_millis(200);
 
@@ -340,7 +343,13 @@ fn write_events_loop(rx: Receiver<Vec<u8>>, output: EventOutput, metrics: &Metri
     loop {
         match rx.recv_timeout(WRITER_POLL) {
             Ok(chunk) => {
-                out.write_all(&chunk)?;
+                if chunk.len() >= DIRECT_WRITE {
+                    // A worker's chunk of events is already one large write: no copy through the buffer.
+                    out.flush()?;
+                    out.get_mut().write_all(&chunk)?;
+                } else {
+                    out.write_all(&chunk)?;
+                }
                 metrics.event_bytes.fetch_add(chunk.len() as u64, Relaxed);
                 if rx.is_empty() {
                     out.flush()?;
