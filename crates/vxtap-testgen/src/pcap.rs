@@ -66,83 +66,19 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
-/// The global header of a pcap file, as [`parse`] reads it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PcapHeader {
-    /// Major version (2).
-    pub version_major: u16,
-    /// Minor version (4).
-    pub version_minor: u16,
-    /// Largest record length the file promises.
-    pub snaplen: u32,
-    /// Link type of every record.
-    pub linktype: u32,
-    /// Whether timestamps are in nanoseconds (magic `0xa1b23c4d`) rather than microseconds.
-    pub nanos: bool,
-}
-
-/// One record of a pcap file, as [`parse`] reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PcapRecord {
-    /// Timestamp in microseconds after the Unix epoch (nanosecond files are rounded down).
-    pub ts_micros: u64,
-    /// Length of the frame on the wire, which may exceed `data.len()`.
-    pub orig_len: u32,
-    /// The stored bytes.
-    pub data: Vec<u8>,
-}
-
-/// Reads a whole classic pcap file (either byte order, micro- or nanosecond timestamps).
-pub fn parse(bytes: &[u8]) -> io::Result<(PcapHeader, Vec<PcapRecord>)> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    if bytes.len() < 24 {
-        return Err(bad("shorter than a pcap header"));
-    }
-    let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
-    let (le, nanos) = match (u32::from_le_bytes(magic), u32::from_be_bytes(magic)) {
-        (0xa1b2_c3d4, _) => (true, false),
-        (0xa1b2_3c4d, _) => (true, true),
-        (_, 0xa1b2_c3d4) => (false, false),
-        (_, 0xa1b2_3c4d) => (false, true),
-        _ => return Err(bad("not a classic pcap file")),
-    };
-    let u16_at = |i: usize| {
-        let b = [bytes[i], bytes[i + 1]];
-        if le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
-    };
-    let u32_at = |i: usize| {
-        let b = [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
-        if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
-    };
-    let header = PcapHeader {
-        version_major: u16_at(4),
-        version_minor: u16_at(6),
-        snaplen: u32_at(16),
-        linktype: u32_at(20),
-        nanos,
-    };
-    let mut records = Vec::new();
-    let mut at = 24;
-    while at < bytes.len() {
-        if bytes.len() - at < 16 {
-            return Err(bad("truncated record header"));
-        }
-        let (secs, frac, incl, orig) = (u32_at(at), u32_at(at + 4), u32_at(at + 8), u32_at(at + 12));
-        let data = bytes.get(at + 16..at + 16 + incl as usize).ok_or_else(|| bad("truncated record"))?;
-        let frac = if nanos { u64::from(frac) / 1000 } else { u64::from(frac) };
-        records.push(PcapRecord {
-            ts_micros: u64::from(secs) * 1_000_000 + frac,
-            orig_len: orig,
-            data: data.to_vec(),
-        });
-        at += 16 + incl as usize;
-    }
-    Ok((header, records))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (ts, original length, captured bytes) of every record, read back with vxtap's own reader.
+    fn read_back(bytes: Vec<u8>) -> Vec<(u64, u32, Vec<u8>)> {
+        let mut file =
+            vxtap_capture::PcapFile::from_reader("test", Box::new(io::Cursor::new(bytes))).unwrap();
+        assert_eq!(file.dlt(), LINKTYPE_ETHERNET as i32);
+        let mut records = Vec::new();
+        file.for_each(|r| records.push((r.ts_micros, r.orig_len, r.data.to_vec()))).unwrap();
+        records
+    }
 
     #[test]
     fn round_trips_header_and_records() {
@@ -152,24 +88,21 @@ mod tests {
         let bytes = w.into_inner().unwrap();
         assert_eq!(&bytes[0..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
         assert_eq!(bytes.len(), 24 + 16 + 60 + 16 + 100);
-        let (h, recs) = parse(&bytes).unwrap();
+        assert_eq!(&bytes[4..8], &[2, 0, 4, 0], "version 2.4");
+        assert_eq!(&bytes[16..20], &100u32.to_le_bytes(), "snaplen");
+        let records = read_back(bytes);
         assert_eq!(
-            h,
-            PcapHeader { version_major: 2, version_minor: 4, snaplen: 100, linktype: 1, nanos: false }
+            records,
+            vec![(1_700_000_000_123_456, 60, vec![7; 60]), (1_700_000_001_000_000, 150, vec![9; 100])]
         );
-        assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0].ts_micros, 1_700_000_000_123_456);
-        assert_eq!((recs[0].orig_len, recs[0].data.len()), (60, 60));
-        assert_eq!(recs[1].ts_micros, 1_700_000_001_000_000);
-        assert_eq!((recs[1].orig_len, recs[1].data.len()), (150, 100));
     }
 
     #[test]
     fn writes_whole_frames_unless_cutting() {
         let mut w = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET, 64).unwrap();
         w.write(5, &[1u8; 80]).unwrap();
-        let (h, recs) = parse(&w.into_inner().unwrap()).unwrap();
-        assert_eq!(h.snaplen, 64);
-        assert_eq!((recs[0].ts_micros, recs[0].orig_len, recs[0].data.len()), (5, 80, 80));
+        let bytes = w.into_inner().unwrap();
+        assert_eq!(&bytes[16..20], &64u32.to_le_bytes(), "snaplen");
+        assert_eq!(read_back(bytes), vec![(5, 80, vec![1; 80])]);
     }
 }

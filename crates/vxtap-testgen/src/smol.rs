@@ -1327,9 +1327,11 @@ mod tests {
         assert_eq!(a.stats.connections, 6);
         assert!(a.mix.expected.iter().all(|e| e.intact));
         assert_eq!(a.stats.wire_lost + a.stats.client_retransmissions + a.stats.mirror_lost, 0);
-        let (header, records) = pcap::parse(&a.pcap).unwrap();
-        assert_eq!(header.linktype, pcap::LINKTYPE_ETHERNET);
-        let from_pcap: Vec<_> = records.into_iter().map(|r| (r.ts_micros, r.data)).collect();
+        let reader = Box::new(std::io::Cursor::new(a.pcap.clone()));
+        let mut file = vxtap_capture::PcapFile::from_reader("smol", reader).unwrap();
+        assert_eq!(file.dlt(), pcap::LINKTYPE_ETHERNET as i32);
+        let mut from_pcap = Vec::new();
+        file.for_each(|r| from_pcap.push((r.ts_micros, r.data.to_vec()))).unwrap();
         assert_eq!(from_pcap, a.mix.frames);
     }
 
