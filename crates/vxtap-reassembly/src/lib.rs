@@ -312,6 +312,9 @@ pub struct FlowTable<H> {
     now: u64,
 }
 
+/// Timer entries of closed flows tolerated beyond twice the open flows before they are swept.
+const TIMER_SLACK: usize = 4096;
+
 impl<H: StreamHandler> FlowTable<H> {
     /// Memory charged per flow beyond its buffered bytes: the boxed flow with its handler, its table
     /// slot, a timer entry and allocator overhead.
@@ -461,6 +464,13 @@ impl<H: StreamHandler> FlowTable<H> {
         let memory = flow.memory();
         flow.close(self.now, reason, &mut self.stats, sink);
         self.memory = self.memory.saturating_sub(memory + Self::FLOW_OVERHEAD);
+        // A closed flow's timer stays queued until its deadline (the idle timeout); at a high
+        // connection rate those would outnumber the open flows many times over (unbounded by the
+        // memcap), so they are swept once they are half of the queue: linear, paid once per as many
+        // closes as there are open flows.
+        if self.timers.len() > 2 * self.flows.len() + TIMER_SLACK {
+            self.timers.retain(|Reverse((_, key))| self.flows.contains_key(key));
+        }
         let counter = match reason {
             CloseReason::Fin => &mut self.stats.closed_fin,
             CloseReason::Rst => &mut self.stats.closed_rst,

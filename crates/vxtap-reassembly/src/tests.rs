@@ -267,6 +267,28 @@ fn flow_count_limit_evicts() {
 }
 
 #[test]
+fn timers_of_closed_flows_do_not_pile_up() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    // 50,000 connections open and close by RST well within the idle timeout; 10 stay open.
+    for i in 0..50_010u32 {
+        let client = format!("10.{}.{}.{}:40000", i >> 16, (i >> 8) & 255, i & 255);
+        feed(&mut t, &mut s, header(&client, SERVER, 0, ack()), b"x", u64::from(i));
+        if i < 50_000 {
+            feed(&mut t, &mut s, header(&client, SERVER, 1, TcpFlags::RST), b"", u64::from(i));
+        }
+        assert!(
+            t.timers.len() <= 2 * t.len() + TIMER_SLACK + 1,
+            "{} timers, {} flows",
+            t.timers.len(),
+            t.len()
+        );
+    }
+    assert_eq!(t.len(), 10);
+    assert_eq!(t.stats().closed_rst, 50_000);
+}
+
+#[test]
 fn shard_hash_is_symmetric() {
     let fwd = header(CLIENT, SERVER, 0, ack());
     let rev = header(SERVER, CLIENT, 0, ack());
