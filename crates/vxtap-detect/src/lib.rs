@@ -13,10 +13,10 @@
 //!    (comments and whitespace tricks removed) or a path view (`\`, `//`, `/./`, `..;/`).
 //! 3. **Matching**: an Aho-Corasick automaton over the prefilter literals of the rules that look at a
 //!    kind of value (kinds with large literal sets share one) picks the few rules worth running on a
-//!    value; those run their linear-time regex (`regex` crate: no
-//!    backtracking, no ReDoS) or their code check (libinjection's SQL / HTML tokenisers, the SSRF
-//!    address classifier). Request-level rules check framing (CL+TE, duplicate CL, folded lines, bad
-//!    header names).
+//!    value; those run their linear-time regex (`regex` crate: no backtracking, no ReDoS; skipped
+//!    when the value lacks bytes every match needs) or their code check (libinjection's SQL / HTML
+//!    tokenisers, the SSRF address classifier). Request-level rules check framing (CL+TE, duplicate
+//!    CL, folded lines, bad header names).
 //! 4. **Findings**: one per matched rule per request, naming the locations and the matched fragment.
 //!
 //! The rules are data: `configs/rules.toml`, compiled into the binary as the built-in set
@@ -49,6 +49,7 @@
 mod builtin;
 pub mod extract;
 pub mod normalize;
+mod required;
 mod rules;
 
 use std::collections::HashMap;
@@ -61,6 +62,7 @@ use vxtap_http::Request;
 pub use extract::Kind;
 pub use rules::{CLASSES, RulesError};
 
+use required::ByteSet;
 use rules::{Engine, Rule, View};
 
 /// The built-in rule set: `configs/rules.toml` as compiled into the crate.
@@ -238,9 +240,15 @@ struct Prepared {
     sql: Option<Option<String>>,
     path: Option<Option<String>>,
     markup: Option<Option<String>>,
+    /// The bytes each view contains, indexed by `View as usize`, once a rule has asked.
+    present: [Option<ByteSet>; 4],
 }
 
 impl Prepared {
+    fn new(norm: String) -> Prepared {
+        Prepared { norm, sql: None, path: None, markup: None, present: [None; 4] }
+    }
+
     fn view(&mut self, v: View) -> &str {
         let (slot, make): (_, fn(&str) -> Option<String>) = match v {
             View::Norm => return &self.norm,
@@ -249,6 +257,16 @@ impl Prepared {
             View::Markup => (&mut self.markup, normalize::markup_view_if_changed),
         };
         slot.get_or_insert_with(|| make(&self.norm)).as_deref().unwrap_or(&self.norm)
+    }
+
+    /// The bytes that occur in view `v`.
+    fn present(&mut self, v: View) -> ByteSet {
+        if let Some(set) = self.present[v as usize] {
+            return set;
+        }
+        let set = ByteSet::of(self.view(v).as_bytes());
+        self.present[v as usize] = Some(set);
+        set
     }
 }
 
@@ -377,7 +395,7 @@ impl Detector {
         v: &extract::Value,
         budget: usize,
         scratch: &mut Scratch,
-    ) -> Result<Outcome, Prepared> {
+    ) -> Result<Outcome, Box<Prepared>> {
         let (norm, _info) = normalize::normalize(&v.raw, v.kind.plus_is_space());
         scratch.candidates.clear();
         if norm.is_empty() {
@@ -386,9 +404,9 @@ impl Detector {
         self.inner.candidates(v, &norm, scratch);
         let cost = norm.len() + 16;
         let charge = scratch.candidates.len().saturating_mul(cost);
-        let mut prep = Prepared { norm, sql: None, path: None, markup: None };
+        let mut prep = Prepared::new(norm);
         if charge > budget {
-            return Err(prep);
+            return Err(Box::new(prep));
         }
         let matches = scratch
             .candidates
@@ -460,7 +478,10 @@ impl Inner {
     fn run_rule(&self, ri: u16, raw: &[u8], prep: &mut Prepared) -> Option<String> {
         let rule = &self.rules[ri as usize];
         match &rule.engine {
-            Engine::Regex(re) => {
+            Engine::Regex(re, required) => {
+                if required.is_some() && !required.may_match(&prep.present(rule.view)) {
+                    return None;
+                }
                 let m = re.find(prep.view(rule.view).as_bytes())?;
                 Some(builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())))
             }

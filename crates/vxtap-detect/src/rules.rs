@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::builtin::{ProtoCheck, Special};
 use crate::extract::Kind;
+use crate::required::Required;
 
 /// Why a rule set could not be loaded. Every variant names the file, line or rule at fault.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +130,8 @@ pub(crate) enum View {
 /// How a rule decides.
 #[derive(Debug)]
 pub(crate) enum Engine {
-    Regex(Regex),
+    /// A regex and the bytes its matches cannot do without.
+    Regex(Regex, Required),
     Special(Special),
     Protocol(ProtoCheck),
 }
@@ -243,7 +245,7 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError>
                     .dfa_size_limit(4 << 20)
                     .build()
                     .map_err(|e| err(format!("bad pattern: {e}")))?;
-                Engine::Regex(re)
+                Engine::Regex(re, required(pat))
             }
             "special" => {
                 let check = def.check.as_deref().ok_or_else(|| err("special rule without `check`".into()))?;
@@ -283,6 +285,19 @@ pub(crate) fn compile(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError>
         });
     }
     Ok(rules)
+}
+
+/// What a match of `pattern` requires, from the syntax tree the `regex` crate builds for it (same
+/// syntax options as the compiled regex); nothing when it cannot be parsed the same way.
+fn required(pattern: &str) -> Required {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .case_insensitive(true)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map(|hir| Required::of(&hir))
+        .unwrap_or_default()
 }
 
 fn find_line(text: &str, id: u32) -> usize {
