@@ -182,7 +182,8 @@ struct Outcome {
 /// again is charged the same and skipped instead of being normalised and matched again.
 #[derive(Default)]
 struct Memo {
-    charges: HashMap<Box<[u8]>, usize>,
+    /// foldhash, randomly seeded per map: SipHash of every short value showed in the profile.
+    charges: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     /// The key being looked up.
     key: Vec<u8>,
 }
