@@ -49,7 +49,7 @@ if [ "$tshark" = 1 ] && command -v tshark >/dev/null; then
     tfound=$(wc -l < "$out/tshark")
     awk -v w="$twall" -v c="$tcpu" -v r="$trss" -v b="$bytes" -v q="$requests" -v f="$tfound" 'BEGIN{
         printf "| %-28s | %7.3f | %7.3f | %8.1f | %10.0f | %8.1f | %d requests found |\n", "tshark", w, c, b/w/1e6, q/w, r/1024, f }'
-    for label in "vxtap 1 worker" "vxtap 1 worker no-detect"; do
+    for label in "vxtap 1 worker" "vxtap 2 workers" "vxtap 1 worker no-detect" "vxtap 2 workers no-detect"; do
         awk -v t="$twall" -v tc="$tcpu" -v v="$(cat "$out/wall-$label")" -v vc="$(cat "$out/cpu-$label")" -v l="$label" \
             'BEGIN{ printf "ratio tshark / %s: %.0fx wall, %.0fx CPU\n", l, t/v, tc/vc }'
     done
