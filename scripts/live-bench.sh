@@ -6,7 +6,8 @@
 #   scripts/live-bench.sh [CONNECTIONS] [--check] [-- extra `vxtap listen` arguments]
 # --check: exit 1 unless no frame was lost anywhere and every request came out exact (the test suite
 # runs it this way on a small pcap).
-# Env: BENCH_DIR (default target/bench), MBPS (tcpreplay --mbps instead of --topspeed), LOOPS (1).
+# Env: BENCH_DIR (default target/bench), MBPS (tcpreplay --mbps instead of --topspeed), LOOPS (1),
+# PIN=1 (tcpreplay on CPU 0, vxtap on CPU 1: vxtap gets exactly one core, tcpreplay the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=22222
@@ -49,7 +50,9 @@ ip -n "$rx" link set lo up
 ip -n "$rx" addr add 10.201.0.10/16 dev lbt1
 ip netns exec "$rx" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.lbt1.rp_filter=0
 
-ip netns exec "$rx" target/release/vxtap listen --udp 0.0.0.0:4789 --events "$events" \
+pin_rx=(); pin_tx=()
+[ "${PIN:-0}" = 1 ] && pin_rx=(taskset -c 1) && pin_tx=(taskset -c 0)
+ip netns exec "$rx" "${pin_rx[@]}" target/release/vxtap listen --udp 0.0.0.0:4789 --events "$events" \
     --health 127.0.0.1:9445 --drain-timeout 120 --log-format json "$@" 2> "$out/live-stderr" &
 vxtap_pid=$!
 metrics() { ip netns exec "$rx" curl -s --max-time 2 http://127.0.0.1:9445/metrics; }
@@ -65,7 +68,7 @@ done
 frames=$(capinfos -c -M "$pcap" 2>/dev/null | awk "/Number of packets/ { print \$NF }")
 rate=(--topspeed)
 [ -n "${MBPS:-}" ] && rate=(--mbps "$MBPS")
-ip netns exec "$tx" tcpreplay -i lbt0 -K "${rate[@]}" --loop "${LOOPS:-1}" "$pcap" > "$out/tcpreplay.txt" 2>&1
+ip netns exec "$tx" "${pin_tx[@]}" tcpreplay -i lbt0 -K "${rate[@]}" --loop "${LOOPS:-1}" "$pcap" > "$out/tcpreplay.txt" 2>&1
 # Wait until vxtap has taken in everything the socket holds (its packet counter stops moving).
 last=-1
 for _ in $(seq 600); do
