@@ -60,7 +60,9 @@ impl<H: StreamHandler> Flow<H> {
             if h.flags.contains(TcpFlags::SYN) {
                 // A SYN-ACK acknowledges the client's ISN: the client stream's start, even when the
                 // client's SYN was not captured and its first data segments arrive out of order.
-                other.start_at(h.ack);
+                let handler = &mut self.handler;
+                let client = dir.other();
+                other.start_at(h.ack, &mut |piece| deliver(handler, client, piece, ts, sink), stats);
             }
         }
         let stream = &mut self.streams[dir.index()];

@@ -8,6 +8,10 @@ use crate::{ReassemblyConfig, ReassemblyStats};
 /// the stream (a stale or forged segment), however much was lost.
 const MAX_WINDOW: i64 = 256 << 20;
 
+/// How far before the first segment seen a stream without a SYN may still start: its first bytes
+/// are held until the reorder timeout, so segments sent earlier that arrive later are kept.
+const TENTATIVE_BACK: u32 = 1 << 20;
+
 /// What a stream hands to its flow's handler.
 pub(crate) enum Piece<'a> {
     Data(&'a [u8]),
@@ -36,6 +40,10 @@ pub(crate) struct Stream {
     pub(crate) seen: bool,
     /// The highest acknowledgment the other side sent for this stream.
     acked: Option<u32>,
+    /// The start is a guess (no SYN or SYN-ACK fixed it): offset 0 lies [`TENTATIVE_BACK`] before the
+    /// first segment seen and nothing is delivered until the leading hole is settled, which moves
+    /// to the first buffered byte silently (the bytes before a midstream start are not a loss).
+    tentative: bool,
 }
 
 impl Stream {
@@ -69,10 +77,25 @@ impl Stream {
         }
     }
 
-    /// Sets where the stream starts when nothing fixed it yet (its SYN was not seen).
-    pub(crate) fn start_at(&mut self, seq: u32) {
-        if self.next_seq.is_none() {
-            self.next_seq = Some(seq);
+    /// Sets where the stream starts when nothing fixed it yet (its SYN was not seen): the sequence
+    /// number a SYN-ACK acknowledged. A guessed start that delivered nothing yet moves there.
+    pub(crate) fn start_at(
+        &mut self,
+        seq: u32,
+        emit: &mut dyn FnMut(Piece<'_>),
+        stats: &mut ReassemblyStats,
+    ) {
+        match self.next_seq {
+            None => self.next_seq = Some(seq),
+            Some(next) if self.tentative => {
+                let ahead = seq.wrapping_sub(next);
+                if ahead <= TENTATIVE_BACK {
+                    self.advance(u64::from(ahead));
+                    self.tentative = false;
+                    self.drain(emit, stats);
+                }
+            }
+            Some(_) => {}
         }
     }
 
@@ -96,7 +119,10 @@ impl Stream {
         stats: &mut ReassemblyStats,
         emit: &mut dyn FnMut(Piece<'_>),
     ) {
-        let next = *self.next_seq.get_or_insert(seq);
+        let next = *self.next_seq.get_or_insert_with(|| {
+            self.tentative = true;
+            seq.wrapping_sub(TENTATIVE_BACK)
+        });
         let rel = i64::from(seq.wrapping_sub(next) as i32);
         let len = payload.len() as i64 + missing as i64;
         if !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) {
@@ -179,6 +205,8 @@ impl Stream {
         stats: &mut ReassemblyStats,
     ) {
         if !data.is_empty() {
+            // Bytes delivered at the current position settle a guessed start.
+            self.tentative = false;
             emit(Piece::Data(data));
             self.advance(data.len() as u64);
             stats.bytes += data.len() as u64;
@@ -212,12 +240,18 @@ impl Stream {
         }
     }
 
-    /// Declares the bytes up to the first buffered chunk lost, then delivers what follows.
+    /// Declares the bytes up to the first buffered chunk lost, then delivers what follows. A guessed
+    /// start moves to the first buffered byte instead: nothing before it was lost.
     fn skip_hole(&mut self, emit: &mut dyn FnMut(Piece<'_>), stats: &mut ReassemblyStats) {
         if let Some((&at, _)) = self.ooo.first_key_value() {
             if at > self.pos {
-                self.gap(at - self.pos, emit, stats);
+                if self.tentative {
+                    self.advance(at - self.pos);
+                } else {
+                    self.gap(at - self.pos, emit, stats);
+                }
             }
+            self.tentative = false;
             self.drain(emit, stats);
         }
     }

@@ -267,6 +267,35 @@ fn flow_count_limit_evicts() {
 }
 
 #[test]
+fn stream_without_syn_keeps_segments_that_arrive_before_its_first_one() {
+    // The SYN was lost and the connection's first two data segments arrive swapped: the bytes of the
+    // first must not be taken for bytes delivered before the capture began.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1006, ack()), b"world", 10);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1000, ack()), b"hello ", 20);
+    assert!(data_of(&s, Dir::A).is_empty(), "a guessed start holds its bytes for the reorder timeout");
+    t.advance(20 + ReassemblyConfig::default().reorder_timeout_us, &mut s);
+    assert_eq!(data_of(&s, Dir::A), b"hello world");
+    assert!(!s.iter().any(|e| matches!(e, Seen::Gap(..))), "a midstream start is not a loss: {s:?}");
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1011, ack()), b"!", 30);
+    assert_eq!(data_of(&s, Dir::A), b"hello world!");
+
+    // The same, with a SYN-ACK from the server naming the client's start: no wait, and a real hole
+    // after that start is a gap.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 5006, ack()), b"world", 10);
+    let mut syn_ack = header(SERVER, CLIENT, 9000, TcpFlags::SYN.union(ack()));
+    syn_ack.ack = 5000;
+    feed(&mut t, &mut s, syn_ack, b"", 11);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 5000, ack()), b"hello ", 12);
+    assert_eq!(data_of(&s, Dir::A), b"hello world");
+    t.close_all(13, &mut s);
+    assert!(!s.iter().any(|e| matches!(e, Seen::Gap(..))), "{s:?}");
+}
+
+#[test]
 fn timers_of_closed_flows_do_not_pile_up() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
