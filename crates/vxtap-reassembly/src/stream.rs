@@ -100,9 +100,11 @@ impl Stream {
     }
 
     /// A SYN fixes the initial sequence number, unless data already flowed (a late retransmitted SYN).
+    /// A start guessed from an earlier bare segment is then no longer a guess.
     pub(crate) fn syn(&mut self, seq: u32) {
         if self.pos == 0 && self.ooo.is_empty() {
             self.next_seq = Some(seq.wrapping_add(1));
+            self.tentative = false;
         }
     }
 

@@ -296,6 +296,21 @@ fn stream_without_syn_keeps_segments_that_arrive_before_its_first_one() {
 }
 
 #[test]
+fn a_syn_after_a_bare_segment_fixes_the_start_so_a_leading_hole_is_a_gap() {
+    // The client's data opens the flow; the server's first packet seen is a bare ACK, which guesses
+    // its stream's start; its SYN-ACK, reordered by the mirror, then names the start exactly, so the
+    // bytes missing before the server's first data are a loss, not a midstream start.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 101, ack()), b"GET / HTTP/1.1\r\n\r\n", 10);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5001, ack()), b"", 11);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), b"", 12);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5006, ack()), b"world", 13);
+    t.close_all(14, &mut s);
+    assert!(s.iter().any(|e| matches!(e, Seen::Gap(Dir::B, 5))), "{s:?}");
+}
+
+#[test]
 fn timers_of_closed_flows_do_not_pile_up() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
