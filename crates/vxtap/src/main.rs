@@ -134,12 +134,10 @@ fn run_pcap(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
     for path in files {
         let outcome = PcapFile::open(path).and_then(|mut file| {
             let link = file.link_type();
-            file.for_each(|rec| {
-                if rec.data.len() < rec.orig_len as usize {
-                    truncated_records += 1;
-                }
-                input.frame(link, rec.data, rec.ts_micros);
-            })
+            let read = file.for_each(|rec| input.frame(link, rec.data, rec.ts_micros));
+            // The reader counts snaplen-cut records, also those before a read error.
+            truncated_records += file.stats().truncated;
+            read
         });
         if let Err(err) = outcome {
             // The contract's one-line error naming the file, whatever the log format.
