@@ -380,7 +380,13 @@ fn fold_text(input: &[u8]) -> String {
             out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    into_text(out)
+}
+
+/// Text assembled byte by byte, as a `String`; an invalid sequence (the callers never make one) would
+/// become U+FFFD.
+fn into_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// SQL view of a normalised value: `/* comments */` become a space, MySQL executable comments
@@ -438,7 +444,7 @@ pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
         }
         i += 1;
     }
-    Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Some(into_text(out))
 }
 
 /// Path view of a normalised value: `\` becomes `/`, runs of `/` collapse, `/./` segments go, and
@@ -532,7 +538,7 @@ pub(crate) fn markup_view_if_changed(norm: &str) -> Option<String> {
     memchr::memchr3(b'\t', b'\n', b'\r', norm.as_bytes())?;
     // removing ASCII bytes from UTF-8 leaves UTF-8
     let kept: Vec<u8> = norm.bytes().filter(|b| !matches!(b, b'\t' | b'\n' | b'\r')).collect();
-    Some(String::from_utf8(kept).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Some(into_text(kept))
 }
 
 #[cfg(test)]
