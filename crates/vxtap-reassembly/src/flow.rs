@@ -11,16 +11,36 @@ pub(crate) struct Flow<H> {
     /// Whether direction A travels from the key's `lo` endpoint to `hi`.
     a_is_lo: bool,
     last_seen: u64,
+    /// What [`Flow::memory`] measured when the table last charged this flow to its memcap: the
+    /// table subtracts exactly this when the flow changes or goes, so it measures once per segment.
+    charged: usize,
 }
 
 impl<H: StreamHandler> Flow<H> {
     pub(crate) fn new(first_is_lo: bool, handler: H) -> Self {
-        Flow { streams: [Stream::default(), Stream::default()], handler, a_is_lo: first_is_lo, last_seen: 0 }
+        Flow {
+            streams: [Stream::default(), Stream::default()],
+            handler,
+            a_is_lo: first_is_lo,
+            last_seen: 0,
+            charged: 0,
+        }
     }
 
     /// Bytes this flow holds beyond its fixed overhead.
-    pub(crate) fn memory(&self) -> usize {
+    fn memory(&self) -> usize {
         self.streams[0].buffered() + self.streams[1].buffered() + self.handler.buffered_bytes()
+    }
+
+    /// Measures the flow again after it changed: returns the bytes charged before and now.
+    pub(crate) fn recharge(&mut self) -> (usize, usize) {
+        let now = self.memory();
+        (std::mem::replace(&mut self.charged, now), now)
+    }
+
+    /// The bytes last charged for this flow (see [`Flow::recharge`]).
+    pub(crate) fn charged(&self) -> usize {
+        self.charged
     }
 
     pub(crate) fn has_hole(&self) -> bool {

@@ -370,10 +370,9 @@ impl<H: StreamHandler> FlowTable<H> {
             self.flows.insert(key, flow);
         }
         let Some(flow) = self.flows.get_mut(&key) else { return };
-        let before = flow.memory();
         let outcome = flow.segment(seg, forward, ts, &self.cfg, &mut self.stats, sink);
-        let after = flow.memory();
-        self.memory = (self.memory + after).saturating_sub(before);
+        let (before, after) = flow.recharge();
+        self.memory = self.memory + after - before;
         if let Some(reason) = outcome {
             self.remove(&key, reason, sink);
         }
@@ -402,9 +401,9 @@ impl<H: StreamHandler> FlowTable<H> {
         let stats = &mut self.stats;
         let mut memory = self.memory;
         for flow in self.flows.values_mut().filter(|f| f.has_hole()) {
-            let before = flow.memory();
             flow.expire_holes(now, cfg, stats, sink);
-            memory = (memory + flow.memory()).saturating_sub(before);
+            let (before, after) = flow.recharge();
+            memory = memory + after - before;
         }
         self.memory = memory;
     }
@@ -461,9 +460,8 @@ impl<H: StreamHandler> FlowTable<H> {
             self.closed.insert(*key, self.now);
             self.closed_order.push_back((self.now, *key));
         }
-        let memory = flow.memory();
         flow.close(self.now, reason, &mut self.stats, sink);
-        self.memory = self.memory.saturating_sub(memory + Self::FLOW_OVERHEAD);
+        self.memory -= flow.charged() + Self::FLOW_OVERHEAD;
         // A closed flow's timer stays queued until its deadline (the idle timeout); at a high
         // connection rate those would outnumber the open flows many times over (unbounded by the
         // memcap), so they are swept once they are half of the queue: linear, paid once per as many
