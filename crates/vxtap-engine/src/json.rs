@@ -81,12 +81,9 @@ impl<'a> Json<'a> {
     pub(crate) fn base64<const N: usize>(&mut self, key: &[u8; N], value: &[u8]) {
         self.key(key);
         self.out.push(b'"');
-        // SIMD base64: bodies are most of an event's bytes (measured 4% of a no-detect run scalar).
-        let start = self.out.len();
-        let b64 = base64_simd::STANDARD;
-        self.out.resize(start + b64.encoded_length(value.len()), 0);
-        let written = b64.encode(value, base64_simd::Out::from_slice(&mut self.out[start..])).len();
-        self.out.truncate(start + written);
+        // SIMD base64: bodies are most of an event's bytes (measured 4% of a no-detect run scalar),
+        // encoded straight into the spare capacity (zero-filling it first cost 2.5% of a run).
+        base64_simd::STANDARD.encode_append(value, self.out);
         self.out.push(b'"');
         self.need_comma = true;
     }
