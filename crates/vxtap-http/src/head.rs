@@ -95,6 +95,9 @@ impl HeadReader {
                 return (i, HeadEvent::NeedMore);
             }
             self.start_ts = ts;
+            // Room for the head at once (it is usually in this chunk), instead of growing by
+            // doublings line by line, each copying the lines before (1.6% of a run).
+            self.buf.reserve((data.len() - i).min(max).min(KEEP_CAPACITY));
         }
         loop {
             let rest = &data[i..];
