@@ -33,6 +33,15 @@ pub fn url_decode_once(input: &[u8], plus: bool, out: &mut Vec<u8>) {
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
+        if b != b'%' && !(plus && b == b'+') {
+            // a run of plain bytes (looked for only past one: escapes often come in a row)
+            let rest = &input[i..];
+            let next = if plus { memchr::memchr2(b'%', b'+', rest) } else { memchr::memchr(b'%', rest) };
+            let run = next.unwrap_or(rest.len());
+            out.extend_from_slice(&rest[..run]);
+            i += run;
+            continue;
+        }
         if b == b'%' {
             if let Some(v) = input.get(i + 1..i + 3).and_then(hex_n) {
                 out.push(v as u8);
@@ -54,12 +63,10 @@ pub fn url_decode_once(input: &[u8], plus: bool, out: &mut Vec<u8>) {
                 i += 6;
                 continue;
             }
-        } else if b == b'+' && plus {
+            out.push(b'%');
+        } else {
             out.push(b' ');
-            i += 1;
-            continue;
         }
-        out.push(b);
         i += 1;
     }
 }
@@ -104,15 +111,17 @@ pub fn html_decode_once(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
     let mut i = 0;
     while i < input.len() {
-        if input[i] == b'&'
-            && let Some((cp, len)) = parse_entity(&input[i..])
-        {
+        if input[i] != b'&' {
+            let run = memchr::memchr(b'&', &input[i..]).unwrap_or(input.len() - i);
+            out.extend_from_slice(&input[i..i + run]);
+            i += run;
+        } else if let Some((cp, len)) = parse_entity(&input[i..]) {
             push_char(out, cp);
             i += len;
-            continue;
+        } else {
+            out.push(b'&');
+            i += 1;
         }
-        out.push(input[i]);
-        i += 1;
     }
 }
 
@@ -147,54 +156,61 @@ pub fn js_decode_once(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
     let mut i = 0;
     while i < input.len() {
-        if input[i] == b'\\' {
-            match input.get(i + 1) {
-                Some(b'x' | b'X') => {
-                    if let Some(v) = input.get(i + 2..i + 4).and_then(hex_n) {
-                        out.push(v as u8);
-                        i += 4;
-                        continue;
-                    }
-                }
-                Some(b'u' | b'U') => {
-                    if input.get(i + 2) == Some(&b'{')
-                        && let Some(close) = input[i + 3..].iter().take(7).position(|&b| b == b'}')
-                        && let Some(v) = hex_n(&input[i + 3..i + 3 + close])
-                    {
-                        push_char(out, v);
-                        i += 4 + close;
-                        continue;
-                    }
-                    if let Some(v) = input.get(i + 2..i + 6).and_then(hex_n) {
-                        push_char(out, v);
-                        i += 6;
-                        continue;
-                    }
-                }
-                // \n \r \t as written in shell and JS payloads (`\nid`, `;\nls`), but only where a
-                // separator may stand: not inside a Windows path (`c:\windows\repair`, `\temp`)
-                Some(&e @ (b'n' | b'r' | b't'))
-                    if i == 0
-                        || matches!(
-                            input[i - 1],
-                            b';' | b'|' | b'&' | b'\'' | b'"' | b'`' | b' ' | b'\n' | b'\r'
-                        ) =>
-                {
-                    out.push(match e {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        _ => b'\t',
-                    });
-                    i += 2;
+        if input[i] != b'\\' {
+            let run = memchr::memchr(b'\\', &input[i..]).unwrap_or(input.len() - i);
+            out.extend_from_slice(&input[i..i + run]);
+            i += run;
+            continue;
+        }
+        match input.get(i + 1) {
+            Some(b'x' | b'X') => {
+                if let Some(v) = input.get(i + 2..i + 4).and_then(hex_n) {
+                    out.push(v as u8);
+                    i += 4;
                     continue;
                 }
-                _ => {}
             }
+            Some(b'u' | b'U') => {
+                if input.get(i + 2) == Some(&b'{')
+                    && let Some(close) = input[i + 3..].iter().take(7).position(|&b| b == b'}')
+                    && let Some(v) = hex_n(&input[i + 3..i + 3 + close])
+                {
+                    push_char(out, v);
+                    i += 4 + close;
+                    continue;
+                }
+                if let Some(v) = input.get(i + 2..i + 6).and_then(hex_n) {
+                    push_char(out, v);
+                    i += 6;
+                    continue;
+                }
+            }
+            // \n \r \t as written in shell and JS payloads (`\nid`, `;\nls`), but only where a
+            // separator may stand: not inside a Windows path (`c:\windows\repair`, `\temp`)
+            Some(&e @ (b'n' | b'r' | b't'))
+                if i == 0
+                    || matches!(
+                        input[i - 1],
+                        b';' | b'|' | b'&' | b'\'' | b'"' | b'`' | b' ' | b'\n' | b'\r'
+                    ) =>
+            {
+                out.push(match e {
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    _ => b'\t',
+                });
+                i += 2;
+                continue;
+            }
+            _ => {}
         }
-        out.push(input[i]);
+        out.push(b'\\');
         i += 1;
     }
 }
+
+/// The lead bytes of the forms [`overlong_decode`] decodes.
+const OVERLONG_LEADS: [u8; 6] = [0xc0, 0xc1, 0xe0, 0xf0, 0xf8, 0xfc];
 
 /// Decodes overlong UTF-8 forms of ASCII (`C0 AE` → `.`, `E0 80 AF` → `/`, `F0 80 80 AF` → `/`, up to
 /// the 6-byte `FC 80 80 80 80 AF`), the classic way past a decoder that checks for `../` before
@@ -205,7 +221,9 @@ pub fn overlong_decode(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
     let mut i = 0;
     let cont = |b: Option<&u8>| b.is_some_and(|&b| b & 0xc0 == 0x80);
-    while i < input.len() {
+    while let Some(run) = input[i..].iter().position(|&b| OVERLONG_LEADS.contains(&b)) {
+        out.extend_from_slice(&input[i..i + run]);
+        i += run;
         let b = input[i];
         if (b == 0xc0 || b == 0xc1) && i + 1 < input.len() {
             let c = input[i + 1];
@@ -250,6 +268,7 @@ pub fn overlong_decode(input: &[u8], out: &mut Vec<u8>) {
         out.push(b);
         i += 1;
     }
+    out.extend_from_slice(&input[i..]);
 }
 
 /// Maps a character to the ASCII character it is confused with (full-width forms, look-alike slashes
@@ -309,11 +328,12 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
     for round in 0..DECODE_ROUNDS {
         let before = cur.len();
         let mut changed = false;
-        if memchr::memchr(b'%', &cur).is_some()
-            || (plus && round == 0 && memchr::memchr(b'+', &cur).is_some())
-        {
+        let spaces = plus && round == 0 && memchr::memchr(b'+', &cur).is_some();
+        if spaces || memchr::memchr(b'%', &cur).is_some() {
             url_decode_once(&cur, plus && round == 0, &mut tmp);
-            if tmp != cur {
+            // each escape decoded shortens the value, and each `+` (never part of an escape) becomes
+            // a space: what changed shows in the length or in a `+` having been there
+            if spaces || tmp.len() != cur.len() {
                 std::mem::swap(&mut cur, &mut tmp);
                 changed = true;
             }
@@ -332,7 +352,7 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
                 changed = true;
             }
         }
-        if cur.iter().any(|&b| matches!(b, 0xc0 | 0xc1 | 0xe0 | 0xf0 | 0xf8 | 0xfc)) {
+        if cur.iter().any(|b| OVERLONG_LEADS.contains(b)) {
             overlong_decode(&cur, &mut tmp);
             if tmp.len() != cur.len() {
                 std::mem::swap(&mut cur, &mut tmp);
@@ -359,34 +379,27 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
 /// `input` as text (each invalid sequence becomes U+FFFD, as `String::from_utf8_lossy` does), ASCII
 /// lower-cased in runs and every other character folded by [`fold_char`].
 fn fold_text(input: &[u8]) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 2);
-    let mut buf = [0u8; 4];
+    let mut out = String::with_capacity(input.len() + input.len() / 2);
     for chunk in input.utf8_chunks() {
         let mut valid = chunk.valid();
         while !valid.is_empty() {
             let ascii = valid.bytes().position(|b| !b.is_ascii()).unwrap_or(valid.len());
             let start = out.len();
-            out.extend_from_slice(&valid.as_bytes()[..ascii]);
+            out.push_str(&valid[..ascii]);
             out[start..].make_ascii_lowercase();
             let mut rest = valid[ascii..].chars();
             if let Some(c) = rest.next()
                 && let Some(f) = fold_char(c)
             {
-                out.extend_from_slice(f.encode_utf8(&mut buf).as_bytes());
+                out.push(f);
             }
             valid = rest.as_str();
         }
         if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{fffd}".as_bytes());
+            out.push('\u{fffd}');
         }
     }
-    into_text(out)
-}
-
-/// Text assembled byte by byte, as a `String`; an invalid sequence (the callers never make one) would
-/// become U+FFFD.
-fn into_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out
 }
 
 /// SQL view of a normalised value: `/* comments */` become a space, MySQL executable comments
@@ -406,10 +419,19 @@ pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
     {
         return None;
     }
-    let mut out = Vec::with_capacity(b.len());
+    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut out = String::with_capacity(b.len());
     let mut i = 0;
     let mut last_space = false;
     while i < b.len() {
+        // bytes kept as they are, copied a run at a time (the run ends at an ASCII byte)
+        let run = b[i..].iter().position(|&c| c == b'/' || is_space(c)).unwrap_or(b.len() - i);
+        if run > 0 {
+            out.push_str(&norm[i..i + run]);
+            last_space = false;
+            i += run;
+            continue;
+        }
         if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
             let end = memchr::memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
             if b.get(i + 2) == Some(&b'!') {
@@ -420,31 +442,29 @@ pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
                 }
                 let body_end = end.saturating_sub(2).max(j);
                 if !last_space {
-                    out.push(b' ');
+                    out.push(' ');
                 }
-                out.extend_from_slice(&b[j..body_end.min(b.len())]);
-                out.push(b' ');
+                // an unterminated body ends two bytes short, maybe inside a character: U+FFFD then
+                out.push_str(&String::from_utf8_lossy(&b[j..body_end.min(b.len())]));
+                out.push(' ');
                 last_space = true;
             } else if !last_space {
-                out.push(b' ');
+                out.push(' ');
                 last_space = true;
             }
             i = end;
             continue;
         }
-        let c = b[i];
-        if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-            if !last_space {
-                out.push(b' ');
-                last_space = true;
-            }
-        } else {
-            out.push(c);
+        if b[i] == b'/' {
+            out.push('/');
             last_space = false;
+        } else if !last_space {
+            out.push(' ');
+            last_space = true;
         }
         i += 1;
     }
-    Some(into_text(out))
+    Some(out)
 }
 
 /// Path view of a normalised value: `\` becomes `/`, runs of `/` collapse, `/./` segments go, and
@@ -473,35 +493,28 @@ pub(crate) fn path_view_if_changed(norm: &str) -> Option<String> {
     };
     let b = norm.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        let c = if b[i] == b'\\' { '/' } else { b[i] as char };
-        if c == '/' {
-            if out.ends_with('/') {
-                i += 1;
-                continue;
-            }
-            if out.ends_with("/.") {
-                out.pop();
-                i += 1;
-                continue;
-            }
-        }
-        if c == ';' && out.ends_with("..") {
-            // skip ";jsessionid=x" up to the next slash
-            while i < b.len() && b[i] != b'/' && b[i] != b'\\' {
+    while let Some(run) = memchr::memchr3(b'/', b'\\', b';', &b[i..]) {
+        // bytes kept as they are, copied a run at a time (the run ends at an ASCII byte)
+        out.push_str(&norm[i..i + run]);
+        i += run;
+        if b[i] == b';' {
+            if out.ends_with("..") {
+                // skip ";jsessionid=x" up to the next slash
+                i += memchr::memchr2(b'/', b'\\', &b[i..]).unwrap_or(b.len() - i);
+            } else {
+                out.push(';');
                 i += 1;
             }
             continue;
         }
-        if b[i] < 0x80 {
-            out.push(c);
-            i += 1;
-        } else {
-            let ch = norm[i..].chars().next().unwrap_or('\u{fffd}');
-            out.push(ch);
-            i += ch.len_utf8();
+        if out.ends_with("/.") {
+            out.pop();
+        } else if !out.ends_with('/') {
+            out.push('/');
         }
+        i += 1;
     }
+    out.push_str(&norm[i..]);
     Some(out)
 }
 
@@ -535,10 +548,16 @@ pub fn markup_view(norm: &str) -> String {
 
 /// [`markup_view`], or `None` when it is `norm` itself (no tab, CR or LF).
 pub(crate) fn markup_view_if_changed(norm: &str) -> Option<String> {
-    memchr::memchr3(b'\t', b'\n', b'\r', norm.as_bytes())?;
-    // removing ASCII bytes from UTF-8 leaves UTF-8
-    let kept: Vec<u8> = norm.bytes().filter(|b| !matches!(b, b'\t' | b'\n' | b'\r')).collect();
-    Some(into_text(kept))
+    let b = norm.as_bytes();
+    memchr::memchr3(b'\t', b'\n', b'\r', b)?;
+    let mut out = String::with_capacity(norm.len());
+    let mut start = 0;
+    for p in memchr::memchr3_iter(b'\t', b'\n', b'\r', b) {
+        out.push_str(&norm[start..p]);
+        start = p + 1;
+    }
+    out.push_str(&norm[start..]);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -631,6 +650,8 @@ mod tests {
         assert_eq!(sql_view("/*!50000union*/ /*!select*/ 1"), " union select 1");
         assert_eq!(sql_view("or\t\n\x0b1=1"), "or 1=1");
         assert_eq!(sql_view("a/* unterminated"), "a ");
+        // an unterminated executable comment loses its last two bytes, here half of the `€`
+        assert_eq!(sql_view("a/*!ab€"), "a ab\u{fffd} ");
     }
 
     #[test]
@@ -639,6 +660,7 @@ mod tests {
         assert_eq!(path_view("/etc//./passwd"), "/etc/passwd");
         assert_eq!(path_view("/..;/admin"), "/../admin");
         assert_eq!(path_view("/a/b"), "/a/b");
+        assert_eq!(path_view("/é/.//..;x\\y;z"), "/é/../y;z");
     }
 
     #[test]
@@ -653,5 +675,6 @@ mod tests {
     #[test]
     fn markup_whitespace() {
         assert_eq!(markup_view("java\tscr\nipt:"), "javascript:");
+        assert_eq!(markup_view("\té\r\n<"), "é<");
     }
 }
