@@ -174,6 +174,24 @@ fn nested_tunnels_are_bounded() {
 
 proptest! {
     #[test]
+    fn plain_ipv4_reads_as_the_general_parser(
+        head in proptest::collection::vec(any::<u8>(), 20..24),
+        version_ihl in prop_oneof![Just(0x45u8), any::<u8>()],
+        total in prop_oneof![0u16..80, any::<u16>()],
+        fragment in prop_oneof![Just(0u16), Just(0x4000u16), any::<u16>()],
+        rest in proptest::collection::vec(any::<u8>(), 0..60),
+    ) {
+        let mut packet = head;
+        packet[0] = version_ihl;
+        packet[2..4].copy_from_slice(&total.to_be_bytes());
+        packet[6..8].copy_from_slice(&fragment.to_be_bytes());
+        packet.extend_from_slice(&rest);
+        if let Some(fast) = super::plain_ipv4(&packet) {
+            prop_assert_eq!(Ok(fast), super::IpPayload::parse(&packet));
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), link in 0usize..4) {
         let link = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp][link];
         let _ = decode_frame(link, &bytes, &DecapConfig::default());
