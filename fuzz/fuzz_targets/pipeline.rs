@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     let cfg = EngineConfig {
         detect: false,
         http: HttpConfig { body_limit: 4096, max_head_bytes: 16384, max_pending: 8 },
-        reassembly: ReassemblyConfig { memcap: 1 << 20, max_ooo_bytes: 1 << 16, ..ReassemblyConfig::default() },
+        reassembly: ReassemblyConfig {
+            memcap: 1 << 20,
+            max_ooo_bytes: 1 << 16,
+            ..ReassemblyConfig::default()
+        },
         ..EngineConfig::default()
     };
     let mut pipeline = Pipeline::new(Arc::new(cfg), Arc::new(Metrics::new(1)));
@@ -33,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[2 + len..];
     }
     pipeline.finish();
-    for line in pipeline.take_events().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    for line in pipeline.take_events().concat().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         assert!(serde_json::from_slice::<serde_json::Value>(line).is_ok(), "event is not JSON");
     }
 });

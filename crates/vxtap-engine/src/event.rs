@@ -53,6 +53,17 @@ pub fn write_events(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, findin
     }
 }
 
+/// About how many bytes [`write_events`] writes for a transaction with `findings` alerts (more
+/// when much needs escaping): lets the caller have the room ready instead of growing its buffer
+/// in the middle of large events.
+pub(crate) fn size_hint(tx: &Transaction, findings: usize) -> usize {
+    let req = &tx.request;
+    let response_headers = tx.response.iter().flat_map(|r| &r.headers);
+    let heads: usize =
+        req.headers.iter().chain(response_headers).map(|h| h.name.len() + h.value.len() + 32).sum();
+    (1 + findings) * (req.body.len().div_ceil(3) * 4 + req.target.len() + heads + 1024)
+}
+
 fn write_event(out: &mut Vec<u8>, origin: &Origin, tx: &Transaction, alert: Option<&Finding>) {
     let ts = tx.response.as_ref().map_or(tx.request.end_ts, |r| r.end_ts.max(tx.request.end_ts));
     let mut j = Json::new(out);

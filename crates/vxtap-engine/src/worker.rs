@@ -10,7 +10,7 @@ use vxtap_detect::Detector;
 use vxtap_http::{Conversation, Output, Peer, Transaction};
 use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
 
-use crate::event::{Origin, write_events};
+use crate::event::{Origin, size_hint, write_events};
 use crate::{EngineConfig, Metrics, RequestHook, Work, accept, defragment};
 
 /// How far (µs of capture time) the clock must move before timers are checked again.
@@ -67,10 +67,9 @@ impl Worker {
     fn publish(&self, pipeline: &mut Pipeline) {
         let table = &pipeline.table;
         self.metrics.publish_reassembly(self.index, table.stats(), table.len(), table.memory());
-        let events = pipeline.take_events();
-        if !events.is_empty() {
+        for chunk in pipeline.take_events() {
             // A closed writer means the run is failing already; its error is reported by finish().
-            let _ = self.events.send(events);
+            let _ = self.events.send(chunk);
         }
     }
 }
@@ -134,16 +133,10 @@ impl Pipeline {
         self.table.close_all(self.clock, &mut self.out);
     }
 
-    /// The event lines written since the last call.
-    pub fn take_events(&mut self) -> Vec<u8> {
+    /// The event lines written since the last call, in chunks of whole lines.
+    pub fn take_events(&mut self) -> Vec<Vec<u8>> {
         self.out.metrics.add_anomalies(&mut self.out.anomalies);
-        if self.out.events.is_empty() {
-            return Vec::new();
-        }
-        // The next buffer starts as large as this one ended, so events are not copied through a
-        // series of doublings each time.
-        let capacity = self.out.events.len().min(1 << 20);
-        std::mem::replace(&mut self.out.events, Vec::with_capacity(capacity))
+        self.out.events.take()
     }
 
     /// Reassembly counters so far.
@@ -152,9 +145,43 @@ impl Pipeline {
     }
 }
 
+/// Event lines in chunks: an event that does not fit in the chunk being filled starts the next
+/// chunk instead of growing this one, since growing copies every event before it (5% of a run's
+/// instructions with bodies of up to 300 KB).
+#[derive(Default)]
+struct EventChunks {
+    full: Vec<Vec<u8>>,
+    filling: Vec<u8>,
+}
+
+impl EventChunks {
+    /// The buffer to write an event of about `size` bytes into.
+    fn room(&mut self, size: usize) -> &mut Vec<u8> {
+        if self.filling.capacity() - self.filling.len() < size {
+            // Chunks double from 64 KiB (the writer's direct-write size) up to 1 MiB.
+            let next = Vec::with_capacity(size.max((2 * self.filling.capacity()).clamp(64 << 10, 1 << 20)));
+            let filled = std::mem::replace(&mut self.filling, next);
+            if !filled.is_empty() {
+                self.full.push(filled);
+            }
+        }
+        &mut self.filling
+    }
+
+    /// The chunks written so far. The next chunk starts as large as this one ended (up to 1 MiB),
+    /// so a steady stream of events is not copied through a series of doublings.
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        if !self.filling.is_empty() {
+            let capacity = self.filling.len().min(1 << 20);
+            self.full.push(std::mem::replace(&mut self.filling, Vec::with_capacity(capacity)));
+        }
+        std::mem::take(&mut self.full)
+    }
+}
+
 /// What handlers write into while segments are processed.
 pub(crate) struct WorkerOutput {
-    events: Vec<u8>,
+    events: EventChunks,
     scratch: Vec<Output>,
     anomalies: BTreeMap<&'static str, u64>,
     detector: Option<Detector>,
@@ -165,7 +192,7 @@ pub(crate) struct WorkerOutput {
 impl WorkerOutput {
     fn new(cfg: &EngineConfig, metrics: Arc<Metrics>, hook: Option<RequestHook>) -> Self {
         WorkerOutput {
-            events: Vec::new(),
+            events: EventChunks::default(),
             scratch: Vec::new(),
             anomalies: BTreeMap::new(),
             detector: cfg.detect.then(Detector::builtin),
@@ -190,7 +217,7 @@ impl WorkerOutput {
     /// Detection, events, the request hook and counters for one transaction.
     pub(crate) fn record(&mut self, origin: &Origin, tx: &Transaction) {
         let findings = self.detector.as_ref().map(|d| d.inspect(&tx.request)).unwrap_or_default();
-        write_events(&mut self.events, origin, tx, &findings);
+        write_events(self.events.room(size_hint(tx, findings.len())), origin, tx, &findings);
         if let Some(hook) = &self.hook {
             hook(origin, tx);
         }
@@ -230,9 +257,10 @@ impl RecordSink {
     /// Writes the events of one transaction (and hands it to the request hook).
     pub fn submit(&mut self, origin: &Origin, tx: &Transaction) {
         self.out.record(origin, tx);
-        let events = std::mem::take(&mut self.out.events);
-        // A closed writer means the run is failing already; its error is reported by finish().
-        let _ = self.events.send(events);
+        for chunk in self.out.events.take() {
+            // A closed writer means the run is failing already; its error is reported by finish().
+            let _ = self.events.send(chunk);
+        }
     }
 }
 
