@@ -333,6 +333,12 @@ fn timers_of_closed_flows_do_not_pile_up() {
 }
 
 #[test]
+fn flow_keys_stay_compact() {
+    // Stored in the table, its timer heap and the tombstones of every connection.
+    assert!(std::mem::size_of::<FlowKey>() <= 56, "{}", std::mem::size_of::<FlowKey>());
+}
+
+#[test]
 fn shard_hash_is_symmetric() {
     let fwd = header(CLIENT, SERVER, 0, ack());
     let rev = header(SERVER, CLIENT, 0, ack());
