@@ -98,10 +98,12 @@ pub struct FlowKey {
     vlan: Option<u16>,
     /// Whether the addresses are IPv6 (both endpoints of a packet are of one family).
     v6: bool,
-    /// The lower endpoint: address (high word first) and port.
-    lo: ([u64; 2], u16),
-    /// The higher endpoint.
-    hi: ([u64; 2], u16),
+    /// The lower endpoint's address (high word first).
+    lo: [u64; 2],
+    /// The higher endpoint's address.
+    hi: [u64; 2],
+    /// The lower and the higher endpoint's ports.
+    ports: [u16; 2],
 }
 
 impl FlowKey {
@@ -118,7 +120,8 @@ impl FlowKey {
         let forward = src <= dst;
         let (lo, hi) = if forward { (src, dst) } else { (dst, src) };
         let tunnel = header.tunnel.map(|t| (t.kind, t.vni));
-        (FlowKey { tunnel, vlan: header.vlan, v6: header.src.is_ipv6(), lo, hi }, forward)
+        let v6 = header.src.is_ipv6();
+        (FlowKey { tunnel, vlan: header.vlan, v6, lo: lo.0, hi: hi.0, ports: [lo.1, hi.1] }, forward)
     }
 
     /// A hash that is the same for both directions and for every process and thread, for sharding.
@@ -142,9 +145,9 @@ impl Hash for FlowKey {
             Some((TunnelKind::Geneve, vni)) => (2, vni),
         };
         let vlan = self.vlan.map_or(0, |v| u64::from(v) | 1 << 16);
-        let ports = u64::from(self.lo.1) << 48 | u64::from(self.hi.1) << 32;
-        let [lo_high, lo_low] = self.lo.0;
-        let [hi_high, hi_low] = self.hi.0;
+        let ports = u64::from(self.ports[0]) << 48 | u64::from(self.ports[1]) << 32;
+        let [lo_high, lo_low] = self.lo;
+        let [hi_high, hi_low] = self.hi;
         state.write_u64(lo_low);
         state.write_u64(lo_high ^ family);
         state.write_u64(hi_low);
