@@ -48,6 +48,7 @@
 
 mod builtin;
 pub mod extract;
+mod literals;
 pub mod normalize;
 mod required;
 mod rules;
@@ -56,12 +57,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use vxtap_http::Request;
 
 pub use extract::Kind;
 pub use rules::{CLASSES, RulesError};
 
+use literals::Literals;
 use required::ByteSet;
 use rules::{Engine, Rule, View};
 
@@ -140,7 +141,7 @@ struct KindFilter {
 struct Inner {
     rules: Vec<Rule>,
     /// The prefilter automata; kinds with large literal sets share one.
-    automata: Vec<AhoCorasick>,
+    automata: Vec<Literals>,
     /// One prefilter per [`Kind`], indexed by `Kind as usize`.
     filters: Vec<KindFilter>,
     /// Request-level (protocol) rules.
@@ -351,8 +352,11 @@ impl Detector {
 
         let values = extract::collect(request, &self.limits);
         let mut memo = self.memo.try_lock().ok();
-        let mut scratch =
-            Scratch { candidates: Vec::with_capacity(16), seen: vec![false; inner.rules.len()] };
+        let mut scratch = Scratch {
+            candidates: Vec::with_capacity(16),
+            seen: vec![false; inner.rules.len()],
+            later: literals::Scratch::default(),
+        };
         let mut scan_budget = self.limits.max_scan_bytes;
         for v in &values {
             let memo = memo.as_deref_mut().and_then(|m| m.set_key(v).then_some(m));
@@ -445,6 +449,8 @@ struct Scratch {
     candidates: Vec<u16>,
     /// Rule index → already in `candidates`.
     seen: Vec<bool>,
+    /// Scratch space of the prefilter walks.
+    later: literals::Scratch,
 }
 
 impl Inner {
@@ -453,15 +459,15 @@ impl Inner {
     /// the headers they name.
     fn candidates(&self, v: &extract::Value, norm: &str, scratch: &mut Scratch) {
         let filter = &self.filters[v.kind as usize];
-        let Scratch { candidates, seen } = scratch;
-        for m in self.automata[filter.automaton].find_overlapping_iter(norm) {
-            for &ri in &filter.literal_rules[m.pattern().as_usize()] {
+        let Scratch { candidates, seen, later } = scratch;
+        self.automata[filter.automaton].for_each_match(norm.as_bytes(), later, |p| {
+            for &ri in &filter.literal_rules[p.as_usize()] {
                 if !seen[ri as usize] {
                     seen[ri as usize] = true;
                     candidates.push(ri);
                 }
             }
-        }
+        });
         for &ri in candidates.iter() {
             seen[ri as usize] = false;
         }
@@ -539,7 +545,7 @@ impl Inner {
                 }
             }
         }
-        let mut automata = vec![build_automaton(&shared)];
+        let mut automata = vec![Literals::new(&shared)];
         let filters = per_kind
             .into_iter()
             .map(|(literals, always)| {
@@ -551,7 +557,7 @@ impl Inner {
                     KindFilter { automaton: 0, literal_rules, always }
                 } else {
                     let own: Vec<&str> = literals.iter().map(|(l, _)| *l).collect();
-                    automata.push(build_automaton(&own));
+                    automata.push(Literals::new(&own));
                     let literal_rules = literals.into_iter().map(|(_, rs)| rs).collect();
                     KindFilter { automaton: automata.len() - 1, literal_rules, always }
                 }
@@ -559,18 +565,6 @@ impl Inner {
             .collect();
         Inner { rules, automata, filters, request_rules }
     }
-}
-
-/// An automaton reporting every occurrence of every literal (overlapping, standard semantics): at one
-/// end position the longer literal first, so kinds sharing an automaton see their own literals in the
-/// order their own automaton would report them.
-fn build_automaton(literals: &[&str]) -> AhoCorasick {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::DFA))
-        .build(literals)
-        .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(literals))
-        .unwrap_or_else(|e| panic!("prefilter automaton: {e}"))
 }
 
 #[cfg(test)]
