@@ -7,6 +7,9 @@ use crate::Header;
 /// Head buffers above this capacity are released instead of reused once a head is done.
 pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
 
+/// Bytes reserved when a head starts.
+const HEAD_RESERVE: usize = 512;
+
 /// What [`HeadReader::feed`] stopped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HeadEvent {
@@ -95,9 +98,10 @@ impl HeadReader {
                 return (i, HeadEvent::NeedMore);
             }
             self.start_ts = ts;
-            // Room for the head at once (it is usually in this chunk), instead of growing by
-            // doublings line by line, each copying the lines before (1.6% of a run).
-            self.buf.reserve((data.len() - i).min(max).min(KEEP_CAPACITY));
+            // Room for a typical head at once instead of growing by doublings line by line, each
+            // copying the lines before (1.6% of a run); no more, since an idle keep-alive
+            // connection keeps this buffer (a larger head grows from there).
+            self.buf.reserve((data.len() - i).min(max).min(HEAD_RESERVE));
         }
         loop {
             let rest = &data[i..];
