@@ -1047,6 +1047,15 @@ fn feed_split(client: &[u8], server: &[u8], cuts: &[usize], one_direction: bool)
 
 proptest! {
     #[test]
+    fn has_ctl_finds_what_the_byte_loop_finds(bytes in proptest::collection::vec(
+        prop_oneof![any::<u8>(), 0x1du8..0x23, 0x7du8..0x82], 0..40)) {
+        let expected = bytes.iter().any(|&b| b < 0x20 || b == 0x7f);
+        prop_assert_eq!(crate::head::has_ctl(&bytes), expected);
+    }
+}
+
+proptest! {
+    #[test]
     fn any_split_gives_identical_output(
         msgs in proptest::collection::vec(msg(), 1..8),
         cuts in proptest::collection::vec(1usize..24, 0..200),
