@@ -210,7 +210,15 @@ pub fn js_decode_once(input: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The lead bytes of the forms [`overlong_decode`] decodes.
-const OVERLONG_LEADS: [u8; 6] = [0xc0, 0xc1, 0xe0, 0xf0, 0xf8, 0xfc];
+const OVERLONG_LEAD: [bool; 256] = {
+    let mut lead = [false; 256];
+    let mut i = 0;
+    while i < 6 {
+        lead[[0xc0, 0xc1, 0xe0, 0xf0, 0xf8, 0xfc][i]] = true;
+        i += 1;
+    }
+    lead
+};
 
 /// Decodes overlong UTF-8 forms of ASCII (`C0 AE` → `.`, `E0 80 AF` → `/`, `F0 80 80 AF` → `/`, up to
 /// the 6-byte `FC 80 80 80 80 AF`), the classic way past a decoder that checks for `../` before
@@ -221,7 +229,7 @@ pub fn overlong_decode(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
     let mut i = 0;
     let cont = |b: Option<&u8>| b.is_some_and(|&b| b & 0xc0 == 0x80);
-    while let Some(run) = input[i..].iter().position(|&b| OVERLONG_LEADS.contains(&b)) {
+    while let Some(run) = input[i..].iter().position(|&b| OVERLONG_LEAD[usize::from(b)]) {
         out.extend_from_slice(&input[i..i + run]);
         i += run;
         let b = input[i];
@@ -352,7 +360,7 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
                 changed = true;
             }
         }
-        if cur.iter().any(|b| OVERLONG_LEADS.contains(b)) {
+        if cur.iter().any(|&b| OVERLONG_LEAD[usize::from(b)]) {
             overlong_decode(&cur, &mut tmp);
             if tmp.len() != cur.len() {
                 std::mem::swap(&mut cur, &mut tmp);
