@@ -167,6 +167,50 @@ struct BatchItem {
 /// Segments per tunnel VNI, counted per frame: foldhash, as SipHash showed in the profile.
 type VniCounts = HashMap<u32, u64, foldhash::fast::RandomState>;
 
+/// An input's counters, kept by the input thread and added to the shared [`Metrics`] when it sends
+/// a batch (frames and bytes) or flushes (everything): two atomic additions per frame cost more
+/// than the rest of the counting.
+#[derive(Default)]
+struct InputCounts {
+    packets: u64,
+    bytes: u64,
+    /// The VNI of the latest segments and how many there were: mirrored frames come in runs of one
+    /// VNI, so the map below is touched once per run, not per frame.
+    vni_run: Option<(u32, u64)>,
+    per_vni: VniCounts,
+}
+
+impl InputCounts {
+    fn frame(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+
+    fn vni(&mut self, vni: u32) {
+        match &mut self.vni_run {
+            Some((run, n)) if *run == vni => *n += 1,
+            run => {
+                if let Some((previous, n)) = run.replace((vni, 1)) {
+                    *self.per_vni.entry(previous).or_default() += n;
+                }
+            }
+        }
+    }
+
+    fn publish_frames(&mut self, metrics: &Metrics) {
+        metrics.packets.fetch_add(std::mem::take(&mut self.packets), Relaxed);
+        metrics.bytes.fetch_add(std::mem::take(&mut self.bytes), Relaxed);
+    }
+
+    fn publish(&mut self, metrics: &Metrics) {
+        self.publish_frames(metrics);
+        if let Some((vni, n)) = self.vni_run.take() {
+            *self.per_vni.entry(vni).or_default() += n;
+        }
+        metrics.add_vni_segments(&mut self.per_vni);
+    }
+}
+
 /// Segments per batch handed to a worker.
 const BATCH_ITEMS: usize = 128;
 /// Payload bytes after which a batch is handed over.
@@ -238,7 +282,7 @@ impl Engine {
             pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
             stalled: vec![false; self.senders.len()],
             defrag: Defragmenter::new(DefragConfig::default()),
-            per_vni: VniCounts::default(),
+            counts: InputCounts::default(),
             metrics: self.metrics.clone(),
         }
     }
@@ -400,15 +444,15 @@ pub struct Dispatcher {
     /// empty (live input only).
     stalled: Vec<bool>,
     defrag: Defragmenter,
-    /// Segments per tunnel VNI since the last flush.
-    per_vni: VniCounts,
+    /// Frames, bytes and segments per VNI not yet added to `metrics`.
+    counts: InputCounts,
     metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
     /// A captured frame (pcap file or interface) with link type `link`, captured at `ts` (µs).
     pub fn frame(&mut self, link: LinkType, frame: &[u8], ts: u64) {
-        self.count(frame.len());
+        self.counts.frame(frame.len());
         match decode_frame(link, frame, &self.cfg.decap) {
             Ok(Decoded::Skipped(SkipReason::OuterFragment)) => {
                 if let Some(packet) = defragment(&mut self.defrag, &self.metrics, link, frame, ts) {
@@ -422,21 +466,16 @@ impl Dispatcher {
 
     /// A datagram received on the tunnel socket bound to `local_port`.
     pub fn udp_payload(&mut self, src: IpAddr, dst: IpAddr, local_port: u16, payload: &[u8], ts: u64) {
-        self.count(payload.len());
+        self.counts.frame(payload.len());
         let decoded = decode_udp_payload(src, dst, local_port, payload, &self.cfg.decap);
         self.route(decoded, ts);
-    }
-
-    fn count(&self, bytes: usize) {
-        self.metrics.packets.fetch_add(1, Relaxed);
-        self.metrics.bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     fn route(&mut self, decoded: Result<Decoded<'_>, DecapError>, ts: u64) {
         let Some(segment) = accept(decoded, &self.cfg, &self.metrics) else { return };
         let h = &segment.header;
         if let Some(tunnel) = h.tunnel {
-            *self.per_vni.entry(tunnel.vni).or_default() += 1;
+            self.counts.vni(tunnel.vni);
         }
         let shard = (FlowKey::of(h).0.shard_hash() % self.senders.len() as u64) as usize;
         let batch = &mut self.pending[shard];
@@ -450,7 +489,7 @@ impl Dispatcher {
 
     /// Sends every partly filled batch; call when the input pauses (end of a receive batch).
     pub fn flush(&mut self) {
-        self.metrics.add_vni_segments(&mut self.per_vni);
+        self.counts.publish(&self.metrics);
         for shard in 0..self.pending.len() {
             if !self.pending[shard].items.is_empty() {
                 self.send(shard);
@@ -468,6 +507,7 @@ impl Dispatcher {
             data: Vec::with_capacity((2 * held.data.len()).min(BATCH_BYTES + BATCH_SLACK)),
         };
         let batch = std::mem::replace(&mut self.pending[shard], next);
+        self.counts.publish_frames(&self.metrics);
         let (count, bytes) = (batch.items.len() as u64, batch.cost());
         let queued = &self.queued[shard];
         let limit = self.cfg.queue_bytes;

@@ -137,6 +137,7 @@ impl FlowKey {
 /// segment in the flow table, where the field by field derive showed in profiles. Equal keys give
 /// equal words; unequal keys rarely do, and the table resolves that by equality.
 impl Hash for FlowKey {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         let family = if self.v6 { 1 << 63 } else { 0 };
         let (kind, vni) = match self.tunnel {
