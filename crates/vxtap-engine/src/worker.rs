@@ -158,8 +158,8 @@ impl EventChunks {
     /// The buffer to write an event of about `size` bytes into.
     fn room(&mut self, size: usize) -> &mut Vec<u8> {
         if self.filling.capacity() - self.filling.len() < size {
-            // Chunks double from 64 KiB (the writer's direct-write size) up to 1 MiB.
-            let next = Vec::with_capacity(size.max((2 * self.filling.capacity()).clamp(64 << 10, 1 << 20)));
+            // Chunks double up to 1 MiB, and always have room for the event.
+            let next = Vec::with_capacity(size.max((2 * self.filling.capacity()).min(1 << 20)));
             let filled = std::mem::replace(&mut self.filling, next);
             if !filled.is_empty() {
                 self.full.push(filled);
