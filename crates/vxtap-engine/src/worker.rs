@@ -67,10 +67,15 @@ impl Worker {
     fn publish(&self, pipeline: &mut Pipeline) {
         let table = &pipeline.table;
         self.metrics.publish_reassembly(self.index, table.stats(), table.len(), table.memory());
-        for chunk in pipeline.take_events() {
-            // A closed writer means the run is failing already; its error is reported by finish().
-            let _ = self.events.send(chunk);
-        }
+        send_events(&self.events, pipeline.take_events());
+    }
+}
+
+/// Hands chunks of event lines to the writer thread.
+fn send_events(writer: &Sender<Vec<u8>>, chunks: Vec<Vec<u8>>) {
+    for chunk in chunks {
+        // A closed writer means the run is failing already; its error is reported by finish().
+        let _ = writer.send(chunk);
     }
 }
 
@@ -257,10 +262,7 @@ impl RecordSink {
     /// Writes the events of one transaction (and hands it to the request hook).
     pub fn submit(&mut self, origin: &Origin, tx: &Transaction) {
         self.out.record(origin, tx);
-        for chunk in self.out.events.take() {
-            // A closed writer means the run is failing already; its error is reported by finish().
-            let _ = self.events.send(chunk);
-        }
+        send_events(&self.events, self.out.events.take());
     }
 }
 

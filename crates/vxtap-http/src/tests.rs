@@ -1052,9 +1052,7 @@ proptest! {
         let expected = bytes.iter().any(|&b| b < 0x20 || b == 0x7f);
         prop_assert_eq!(crate::head::has_ctl(&bytes), expected);
     }
-}
 
-proptest! {
     #[test]
     fn any_split_gives_identical_output(
         msgs in proptest::collection::vec(msg(), 1..8),
