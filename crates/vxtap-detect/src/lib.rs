@@ -63,7 +63,7 @@ pub use extract::Kind;
 pub use rules::{CLASSES, RulesError};
 
 use literals::Literals;
-use required::ByteSet;
+use required::Profile;
 use rules::{Engine, Rule, View};
 
 /// The built-in rule set: `configs/rules.toml` as compiled into the crate.
@@ -242,13 +242,13 @@ struct Prepared {
     sql: Option<Option<String>>,
     path: Option<Option<String>>,
     markup: Option<Option<String>>,
-    /// The bytes each view contains, indexed by `View as usize`, once a rule has asked.
-    present: [Option<ByteSet>; 4],
+    /// What rules' requirements know of each view, indexed by `View as usize`, once a rule has asked.
+    profiles: [Option<Profile>; 4],
 }
 
 impl Prepared {
     fn new(norm: String) -> Prepared {
-        Prepared { norm, sql: None, path: None, markup: None, present: [None; 4] }
+        Prepared { norm, sql: None, path: None, markup: None, profiles: [None, None, None, None] }
     }
 
     fn view(&mut self, v: View) -> &str {
@@ -261,14 +261,21 @@ impl Prepared {
         slot.get_or_insert_with(|| make(&self.norm)).as_deref().unwrap_or(&self.norm)
     }
 
-    /// The bytes that occur in view `v`.
-    fn present(&mut self, v: View) -> ByteSet {
-        if let Some(set) = self.present[v as usize] {
-            return set;
+    /// View `v` with its profile (shared with the value's when the view is the value itself).
+    fn profile(&mut self, v: View) -> (&mut Profile, &str) {
+        self.view(v);
+        let own = match v {
+            View::Norm => None,
+            View::Sql => self.sql.as_ref(),
+            View::Path => self.path.as_ref(),
+            View::Markup => self.markup.as_ref(),
         }
-        let set = ByteSet::of(self.view(v).as_bytes());
-        self.present[v as usize] = Some(set);
-        set
+        .and_then(Option::as_deref);
+        let (slot, text) = match own {
+            Some(text) => (v as usize, text),
+            None => (View::Norm as usize, self.norm.as_str()),
+        };
+        (self.profiles[slot].get_or_insert_with(|| Profile::of(text.as_bytes())), text)
     }
 }
 
@@ -486,8 +493,11 @@ impl Inner {
         let rule = &self.rules[ri as usize];
         match &rule.engine {
             Engine::Regex(re, required) => {
-                if required.is_some() && !required.may_match(&prep.present(rule.view)) {
-                    return None;
+                if required.is_some() {
+                    let (profile, text) = prep.profile(rule.view);
+                    if !required.may_match(profile, text.as_bytes()) {
+                        return None;
+                    }
                 }
                 let m = re.find(prep.view(rule.view).as_bytes())?;
                 Some(builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())))

@@ -1,5 +1,6 @@
-//! Bytes a regex cannot match without: derived from the pattern's syntax tree, checked against the
-//! set of bytes a value contains, so a rule whose required bytes are absent is skipped unrun.
+//! What a regex cannot match without: bytes and byte strings derived from the pattern's syntax tree,
+//! checked against the bytes a value contains (and a string of four bytes or more against the value),
+//! so a rule whose requirements are absent is skipped unrun.
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
@@ -24,6 +25,21 @@ impl ByteSet {
         self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
     }
 
+    /// True when `b` and, for an ASCII letter, its other case are in the set.
+    fn has_both_cases(&self, b: u8) -> bool {
+        self.contains(b.to_ascii_lowercase()) && self.contains(b.to_ascii_uppercase())
+    }
+
+    /// True when every byte of this set is in `other`.
+    fn is_subset(&self, other: &ByteSet) -> bool {
+        self.0.iter().zip(&other.0).all(|(a, b)| a & !b == 0)
+    }
+
+    /// The bytes of the set, in order.
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|&b| self.contains(b))
+    }
+
     /// The bytes that occur in `haystack`.
     pub(crate) fn of(haystack: &[u8]) -> ByteSet {
         let mut seen = [0u8; 256];
@@ -43,8 +59,7 @@ impl ByteSet {
     /// How often a byte of this set is expected in ordinary values (letters, digits and spaces
     /// weigh most), to keep the sets least likely to be present.
     fn weight(&self) -> u32 {
-        (0..=255u8)
-            .filter(|&b| self.contains(b))
+        self.bytes()
             .map(|b| match b {
                 b'a'..=b'z' | b'0'..=b'9' | b' ' => 16,
                 b'A'..=b'Z' | b'.' | b'/' | b'-' | b'_' | b'=' | b'&' | b'%' | b'+' => 4,
@@ -57,10 +72,27 @@ impl ByteSet {
 /// At most this many sets are kept per pattern (the least likely to be present).
 const MAX_SETS: usize = 4;
 
-/// Byte sets a match of a regex must each hit at least once: when a value lacks every byte of one
-/// of them, the regex cannot match anywhere in it. Empty when nothing is required.
+/// What every match of a regex contains: a byte of each of some sets, and what a [`Need`] says.
+/// When a value lacks one of them, the regex cannot match anywhere in it.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Required(Vec<ByteSet>);
+pub(crate) struct Required {
+    sets: Vec<ByteSet>,
+    need: Option<Need>,
+}
+
+/// What a match contains, as a formula over bytes and byte strings.
+#[derive(Clone, Debug)]
+enum Need {
+    /// A byte of the set.
+    Byte(ByteSet),
+    /// A string of two bytes or more, ASCII letters in lower case, compared without regard to case,
+    /// with the set of its bytes.
+    Text(Vec<u8>, ByteSet),
+    /// Every one of these.
+    All(Vec<Need>),
+    /// At least one of these.
+    Any(Vec<Need>),
+}
 
 impl Required {
     /// The requirements of a parsed pattern. Exact by construction: only bytes that every match
@@ -70,17 +102,209 @@ impl Required {
         sets.sort_by_key(ByteSet::weight);
         sets.dedup();
         sets.truncate(MAX_SETS);
-        Required(sets)
+        // a formula without strings is left to the sets, which cost less to check
+        Required { sets, need: Need::of(hir).filter(|n| n.texts() > 0) }
     }
 
     /// True when this requires anything at all.
     pub(crate) fn is_some(&self) -> bool {
-        !self.0.is_empty()
+        !self.sets.is_empty() || self.need.is_some()
     }
 
-    /// False when a value made of the bytes `present` cannot match.
-    pub(crate) fn may_match(&self, present: &ByteSet) -> bool {
-        self.0.iter().all(|s| s.intersects(present))
+    /// False when the view `hay`, of which `profile` was made, cannot match.
+    pub(crate) fn may_match(&self, profile: &mut Profile, hay: &[u8]) -> bool {
+        profile.searches = SEARCHES;
+        self.sets.iter().all(|s| s.intersects(&profile.bytes))
+            && self.need.as_ref().is_none_or(|n| n.holds(profile, hay))
+    }
+}
+
+/// ASCII upper-case letters.
+const UPPER: ByteSet = ByteSet([0, 0x07ff_fffe, 0, 0]);
+
+/// Strings shorter than this are not searched for: the bytes of a short string are usually all
+/// there when it is not.
+const MIN_SEARCHED_LEN: usize = 4;
+/// Strings searched for per rule and value at most (a search costs a good part of a regex scan); the
+/// others count as present when their bytes are.
+const SEARCHES: u8 = 1;
+
+/// What [`Required::may_match`] knows of one view of a value: the bytes it contains, and how many
+/// more strings may be searched for in the current check.
+pub(crate) struct Profile {
+    bytes: ByteSet,
+    /// The bytes, ASCII upper-case letters in lower case.
+    folded: ByteSet,
+    searches: u8,
+}
+
+impl Profile {
+    /// The profile of a view.
+    pub(crate) fn of(hay: &[u8]) -> Profile {
+        let bytes = ByteSet::of(hay);
+        let mut folded = bytes;
+        // 'A'..='Z' and 'a'..='z' are bits 1..=26 and 33..=58 of the second word
+        folded.0[1] |= (bytes.0[1] & UPPER.0[1]) << 32;
+        Profile { bytes, folded, searches: 0 }
+    }
+
+    /// False when `hay` (of which this is the profile) cannot contain `s` (lower case) in any case.
+    fn may_contain(&mut self, hay: &[u8], s: &[u8], set: &ByteSet) -> bool {
+        if !set.is_subset(&self.folded) {
+            return false;
+        }
+        // the views are lower case, so an upper-case letter is rare: `s` might be there in upper case
+        if s.len() < MIN_SEARCHED_LEN || self.searches == 0 || self.bytes.intersects(&UPPER) {
+            return true;
+        }
+        self.searches -= 1;
+        memchr::memmem::find(hay, s).is_some()
+    }
+}
+
+impl Need {
+    /// What every match of `hir` contains; `None` when nothing is known to be required.
+    fn of(hir: &Hir) -> Option<Need> {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => None,
+            HirKind::Literal(lit) => Some(Need::text(&lit.0)),
+            HirKind::Class(class) => class_bytes(class).map(Need::Byte),
+            HirKind::Repetition(rep) if rep.min >= 1 => Need::of(&rep.sub),
+            HirKind::Repetition(_) => None,
+            HirKind::Capture(cap) => Need::of(&cap.sub),
+            HirKind::Concat(subs) => {
+                let mut all: Vec<Need> = subs.iter().filter_map(Need::of).collect();
+                // a run of parts that each match one fixed string matches their concatenation
+                let mut run = Vec::new();
+                for sub in subs {
+                    match fixed(sub) {
+                        Some(s) => run.extend_from_slice(&s),
+                        None => {
+                            if run.len() > 1 {
+                                all.push(Need::text(&run));
+                            }
+                            run.clear();
+                        }
+                    }
+                }
+                if run.len() > 1 {
+                    all.push(Need::text(&run));
+                }
+                Need::all(all)
+            }
+            HirKind::Alternation(subs) => Need::any(subs.iter().map(Need::of).collect::<Option<_>>()?),
+        }
+    }
+
+    /// A conjunction, flattened, without the byte sets its strings imply, cheapest first.
+    fn all(parts: Vec<Need>) -> Option<Need> {
+        let mut all = Vec::new();
+        for part in parts {
+            match part {
+                Need::All(inner) => all.extend(inner),
+                other => all.push(other),
+            }
+        }
+        let strings: Vec<ByteSet> =
+            all.iter().filter_map(|n| if let Need::Text(_, set) = n { Some(*set) } else { None }).collect();
+        // a set holding a byte of a string in both cases is hit whenever the string may be there
+        let implied = |set: &ByteSet| strings.iter().any(|t| t.bytes().any(|b| set.has_both_cases(b)));
+        all.retain(|n| !matches!(n, Need::Byte(set) if implied(set)));
+        all.sort_by_key(|n| n.rank(false));
+        match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Need::All(all)),
+        }
+    }
+
+    /// A disjunction, flattened, its byte sets merged into one, cheapest first.
+    fn any(parts: Vec<Need>) -> Option<Need> {
+        let mut bytes: Option<ByteSet> = None;
+        let mut any = Vec::new();
+        for part in parts {
+            match part {
+                Need::Any(inner) => any.extend(inner),
+                other => any.push(other),
+            }
+        }
+        any.retain(|n| match n {
+            Need::Byte(set) => {
+                bytes = Some(bytes.map_or(*set, |b| b.union(*set)));
+                false
+            }
+            _ => true,
+        });
+        any.extend(bytes.map(Need::Byte));
+        any.sort_by_key(|n| n.rank(true));
+        match any.len() {
+            1 => any.pop(),
+            _ => Some(Need::Any(any)),
+        }
+    }
+
+    /// A string: a byte set for one byte.
+    fn text(s: &[u8]) -> Need {
+        match s {
+            [b] => {
+                let mut set = ByteSet::default();
+                set.insert(*b);
+                Need::Byte(set)
+            }
+            _ => {
+                let lower = s.to_ascii_lowercase();
+                let mut set = ByteSet::default();
+                lower.iter().for_each(|&b| set.insert(b));
+                Need::Text(lower, set)
+            }
+        }
+    }
+
+    /// Evaluation order among siblings: byte sets first (they cost nothing), then strings, then
+    /// formulas by the strings they look for; strings longest first in a conjunction (the least likely
+    /// to be present end it soonest) and shortest first in an alternation (the likeliest end it soonest).
+    fn rank(&self, any: bool) -> (usize, usize) {
+        match self {
+            Need::Byte(_) => (0, 0),
+            Need::Text(s, _) if any => (1, s.len()),
+            Need::Text(s, _) => (1, usize::MAX - s.len()),
+            Need::All(_) | Need::Any(_) => (2, self.texts()),
+        }
+    }
+
+    /// Strings this looks for.
+    fn texts(&self) -> usize {
+        match self {
+            Need::Byte(_) => 0,
+            Need::Text(..) => 1,
+            Need::All(v) | Need::Any(v) => v.iter().map(Need::texts).sum(),
+        }
+    }
+
+    /// False when the view `hay`, of which `profile` was made, cannot contain what this needs.
+    fn holds(&self, profile: &mut Profile, hay: &[u8]) -> bool {
+        match self {
+            Need::Byte(set) => set.intersects(&profile.bytes),
+            Need::Text(s, set) => profile.may_contain(hay, s, set),
+            Need::All(v) => v.iter().all(|n| n.holds(profile, hay)),
+            Need::Any(v) => v.iter().any(|n| n.holds(profile, hay)),
+        }
+    }
+}
+
+/// The one string `hir` matches, ASCII letters in lower case (a class of one letter in both cases is
+/// that letter); empty for an assertion, which consumes nothing; `None` when it may match others.
+fn fixed(hir: &Hir) -> Option<Vec<u8>> {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(Vec::new()),
+        HirKind::Literal(lit) => Some(lit.0.to_ascii_lowercase()),
+        HirKind::Class(class) => {
+            let set = class_bytes(class)?;
+            let mut folded = set.bytes().map(|b| b.to_ascii_lowercase());
+            let first = folded.next()?;
+            folded.all(|b| b == first).then(|| vec![first])
+        }
+        _ => None,
     }
 }
 
@@ -159,7 +383,7 @@ mod tests {
     }
 
     fn may(pattern: &str, value: &str) -> bool {
-        required(pattern).may_match(&ByteSet::of(value.as_bytes()))
+        required(pattern).may_match(&mut Profile::of(value.as_bytes()), value.as_bytes())
     }
 
     #[test]
@@ -191,15 +415,43 @@ mod tests {
     }
 
     #[test]
+    fn strings_and_alternatives_are_required() {
+        // every byte of `select` is there, the word is not
+        assert!(!may(r"\bunion\s+select\b", "union selct, a tset"));
+        assert!(may(r"\bunion\s+select\b", "1 union select 2"));
+        // an upper-case letter: the string may be there in another case
+        assert!(may(r"\bunion\s+select\b", "union selct, a tset S"));
+        // one branch or the other
+        assert!(!may(r"\bif\s*\(|=\s*0x", "if 0x"));
+        assert!(may(r"\bif\s*\(|=\s*0x", "if("));
+        assert!(may(r"\bif\s*\(|=\s*0x", "a=0x1"));
+        // a string across an assertion
+        assert!(!may(r"select\b\(|zz", "select ("));
+        assert!(may(r"select\b\(|zz", "select("));
+    }
+
+    #[test]
     fn never_skips_a_value_the_regex_matches() {
         let patterns = [
             r#"['"`]\s*\)*\s*(?:--[\s+-]*$|#\s*$|/\*|;\s*(?:--|#|%00))|\d\s*\)+\s*(?:--|#)\s*$"#,
             r#"(?:<[a-z!/?][^>]*?[\s/"'`]|^|["'`]\s*[\s/]*|[\s/]["'`]?)on[a-z]{3,30}\s*=\s*(?:["'`]?[^\s"'`]|["'`]\s*[a-z(])"#,
             r"(?:\.\./|\.\.\\){2,}",
             r"(?-u:\xac\xed)\x00\x05",
+            r"\bunion(?:\s+all)?\s+select\b|(?-i:SELECT)\s+from|case\s+when\b.{1,10}?\bthen",
         ];
-        let values =
-            ["' --", "1)) #", "<img src=x onerror=alert(1)>", "\"onmouseover='x'", "../..\\", "a", ""];
+        let values = [
+            "' --",
+            "1)) #",
+            "<img src=x onerror=alert(1)>",
+            "\"onmouseover='x'",
+            "../..\\",
+            "a",
+            "",
+            "x union all select 1",
+            "SELECT from",
+            "case when 1 then",
+            "select from",
+        ];
         for p in patterns {
             let re = regex::bytes::RegexBuilder::new(p)
                 .unicode(false)
