@@ -201,90 +201,124 @@ fn kind_names() -> String {
 pub(crate) fn compile(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
     let file: RulesFile = toml::from_str(text)
         .map_err(|e| RulesError::Syntax { origin: origin.to_string(), message: e.to_string() })?;
-    let mut rules = Vec::with_capacity(file.rule.len());
+    // The rules' regexes and requirements are most of the detector's start-up time, which `vxtap
+    // pcap` waits for: they are compiled on all cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(file.rule.len() / RULES_PER_THREAD).max(1);
+    let compiled = spread(&file.rule, threads, |def| compile_rule(def, text, origin));
+    let mut rules = Vec::with_capacity(compiled.len());
     let mut seen = std::collections::HashSet::new();
-    for def in file.rule {
-        let err = |message: String| RulesError::Rule {
-            origin: origin.to_string(),
-            line: find_line(text, def.id),
-            id: def.id,
-            name: def.name.clone(),
-            message,
-        };
+    for (def, rule) in file.rule.iter().zip(compiled) {
         if !seen.insert(def.id) {
-            return Err(err("duplicate signature id".into()));
+            return Err(rule_error(def, text, origin, "duplicate signature id".into()));
         }
-        if !(1..=3).contains(&def.severity) {
-            return Err(err(format!("severity {} is not 1..3", def.severity)));
-        }
-        if def.class.is_empty() {
-            return Err(err("no class".into()));
-        }
-        if let Some(c) = def.class.iter().find(|c| !CLASSES.contains(&c.as_str())) {
-            return Err(err(format!("unknown class `{c}` (known: {})", CLASSES.join(", "))));
-        }
-        let view = match def.view.as_str() {
-            "norm" => View::Norm,
-            "sql" => View::Sql,
-            "path" => View::Path,
-            "markup" => View::Markup,
-            v => return Err(err(format!("unknown view `{v}` (known: norm, sql, path, markup)"))),
-        };
-        let engine = match def.engine.as_str() {
-            "regex" => {
-                let pat = def.pattern.as_deref().ok_or_else(|| err("regex rule without `pattern`".into()))?;
-                if def.prefilter.is_empty() {
-                    return Err(err(
-                        "regex rule without `prefilter` literals (every rule needs one, for speed)".into(),
-                    ));
-                }
-                let re = regex::bytes::RegexBuilder::new(pat)
-                    .unicode(false)
-                    .case_insensitive(true)
-                    .size_limit(4 << 20)
-                    .dfa_size_limit(4 << 20)
-                    .build()
-                    .map_err(|e| err(format!("bad pattern: {e}")))?;
-                Engine::Regex(re, required(pat))
-            }
-            "special" => {
-                let check = def.check.as_deref().ok_or_else(|| err("special rule without `check`".into()))?;
-                Engine::Special(Special::parse(check).ok_or_else(|| err(format!("unknown check `{check}`")))?)
-            }
-            "protocol" => {
-                let check =
-                    def.check.as_deref().ok_or_else(|| err("protocol rule without `check`".into()))?;
-                Engine::Protocol(
-                    ProtoCheck::parse(check)
-                        .ok_or_else(|| err(format!("unknown protocol check `{check}`")))?,
-                )
-            }
-            e => return Err(err(format!("unknown engine `{e}` (known: regex, special, protocol)"))),
-        };
-        if !matches!(engine, Engine::Protocol(_)) && def.targets.is_empty() {
-            return Err(err("no `targets`".into()));
-        }
-        let targets = target_mask(&def.targets).map_err(err)?;
-        if def.prefilter.iter().any(|p| p.is_empty()) {
-            return Err(err("empty prefilter literal".into()));
-        }
-        let category = def.category.clone().unwrap_or_else(|| default_category(&def.class[0]).to_string());
-        rules.push(Rule {
-            id: def.id,
-            rev: def.rev,
-            name: def.name,
-            category,
-            severity: def.severity,
-            classes: def.class,
-            targets,
-            headers: def.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            skip_headers: def.skip_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            view,
-            engine,
-            prefilter: def.prefilter.iter().map(|p| p.to_lowercase()).collect(),
-        });
+        rules.push(rule?);
     }
     Ok(rules)
+}
+
+/// Rules compiled per thread at least: below that, starting a thread costs more than it saves.
+const RULES_PER_THREAD: usize = 16;
+
+/// `f` applied to every item on `threads` threads; the results in the items' order.
+pub(crate) fn spread<I: Sync, T: Send>(items: &[I], threads: usize, f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    // Thread t takes items t, t + threads, …: neighbouring rules are often alike in cost.
+    let f = &f;
+    let mut parts: Vec<std::vec::IntoIter<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || items.iter().skip(t).step_by(threads).map(f).collect::<Vec<T>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).into_iter())
+            .collect()
+    });
+    (0..items.len()).filter_map(|i| parts[i % threads].next()).collect()
+}
+
+fn rule_error(def: &RuleDef, text: &str, origin: &str, message: String) -> RulesError {
+    RulesError::Rule {
+        origin: origin.to_string(),
+        line: find_line(text, def.id),
+        id: def.id,
+        name: def.name.clone(),
+        message,
+    }
+}
+
+/// One rule definition checked and compiled; the error names the rule and its line.
+fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesError> {
+    let err = |message: String| rule_error(def, text, origin, message);
+    if !(1..=3).contains(&def.severity) {
+        return Err(err(format!("severity {} is not 1..3", def.severity)));
+    }
+    if def.class.is_empty() {
+        return Err(err("no class".into()));
+    }
+    if let Some(c) = def.class.iter().find(|c| !CLASSES.contains(&c.as_str())) {
+        return Err(err(format!("unknown class `{c}` (known: {})", CLASSES.join(", "))));
+    }
+    let view = match def.view.as_str() {
+        "norm" => View::Norm,
+        "sql" => View::Sql,
+        "path" => View::Path,
+        "markup" => View::Markup,
+        v => return Err(err(format!("unknown view `{v}` (known: norm, sql, path, markup)"))),
+    };
+    let engine = match def.engine.as_str() {
+        "regex" => {
+            let pat = def.pattern.as_deref().ok_or_else(|| err("regex rule without `pattern`".into()))?;
+            if def.prefilter.is_empty() {
+                return Err(err(
+                    "regex rule without `prefilter` literals (every rule needs one, for speed)".into()
+                ));
+            }
+            let re = regex::bytes::RegexBuilder::new(pat)
+                .unicode(false)
+                .case_insensitive(true)
+                .size_limit(4 << 20)
+                .dfa_size_limit(4 << 20)
+                .build()
+                .map_err(|e| err(format!("bad pattern: {e}")))?;
+            Engine::Regex(re, required(pat))
+        }
+        "special" => {
+            let check = def.check.as_deref().ok_or_else(|| err("special rule without `check`".into()))?;
+            Engine::Special(Special::parse(check).ok_or_else(|| err(format!("unknown check `{check}`")))?)
+        }
+        "protocol" => {
+            let check = def.check.as_deref().ok_or_else(|| err("protocol rule without `check`".into()))?;
+            Engine::Protocol(
+                ProtoCheck::parse(check).ok_or_else(|| err(format!("unknown protocol check `{check}`")))?,
+            )
+        }
+        e => return Err(err(format!("unknown engine `{e}` (known: regex, special, protocol)"))),
+    };
+    if !matches!(engine, Engine::Protocol(_)) && def.targets.is_empty() {
+        return Err(err("no `targets`".into()));
+    }
+    let targets = target_mask(&def.targets).map_err(err)?;
+    if def.prefilter.iter().any(|p| p.is_empty()) {
+        return Err(err("empty prefilter literal".into()));
+    }
+    let category = def.category.clone().unwrap_or_else(|| default_category(&def.class[0]).to_string());
+    Ok(Rule {
+        id: def.id,
+        rev: def.rev,
+        name: def.name.clone(),
+        category,
+        severity: def.severity,
+        classes: def.class.clone(),
+        targets,
+        headers: def.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        skip_headers: def.skip_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        view,
+        engine,
+        prefilter: def.prefilter.iter().map(|p| p.to_lowercase()).collect(),
+    })
 }
 
 /// What a match of `pattern` requires, from the syntax tree the `regex` crate builds for it (same

@@ -563,3 +563,17 @@ fn remembered_values_are_charged_and_matched_as_fresh_ones() {
         }
     }
 }
+
+#[test]
+fn work_spread_over_threads_comes_back_in_order() {
+    let items: Vec<u32> = (0..103).collect();
+    for threads in [0, 1, 2, 3, 8, 200] {
+        let got = crate::rules::spread(&items, threads, |i| (i * 7, std::thread::current().id()));
+        assert_eq!(
+            got.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            items.iter().map(|i| i * 7).collect::<Vec<_>>()
+        );
+        let used: std::collections::HashSet<_> = got.iter().map(|(_, t)| *t).collect();
+        assert_eq!(used.len(), threads.clamp(1, items.len()), "threads {threads}");
+    }
+}
