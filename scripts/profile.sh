@@ -13,7 +13,7 @@ out=target/profile
 mkdir -p "$out"
 
 if ! command -v perf >/dev/null; then
-    apt-get install -y -qq linux-perf >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
 fi
 if ! command -v inferno-flamegraph >/dev/null; then
     cargo install --quiet --locked inferno

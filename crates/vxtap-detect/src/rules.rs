@@ -225,7 +225,7 @@ pub(crate) fn spread<I: Sync, T: Send>(items: &[I], threads: usize, f: impl Fn(&
     if threads <= 1 {
         return items.iter().map(&f).collect();
     }
-    // Thread t takes items t, t + threads, …: neighbouring rules are often alike in cost.
+    // Thread t takes items t, t + threads, …: neighbouring items (rules) are often alike in cost.
     let f = &f;
     let mut parts: Vec<std::vec::IntoIter<T>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
