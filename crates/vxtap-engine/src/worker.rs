@@ -11,7 +11,7 @@ use vxtap_http::{Conversation, Output, Peer, Transaction};
 use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
 
 use crate::event::{Origin, size_hint, write_events};
-use crate::{EngineConfig, Metrics, RequestHook, Work, accept, defragment};
+use crate::{EngineConfig, Metrics, RequestHook, SpareBatches, Work, accept, defragment};
 
 /// How far (µs of capture time) the clock must move before timers are checked again.
 const TIMER_STEP_US: u64 = 100_000;
@@ -23,6 +23,8 @@ pub(crate) struct Worker {
     events: Sender<Vec<u8>>,
     /// Bytes waiting in each worker's queue (shared with the dispatchers).
     queued: Arc<[AtomicUsize]>,
+    /// Where worked-through batches go back to the inputs.
+    spare: SpareBatches,
     hook: Option<RequestHook>,
 }
 
@@ -33,9 +35,10 @@ impl Worker {
         metrics: Arc<Metrics>,
         events: Sender<Vec<u8>>,
         queued: Arc<[AtomicUsize]>,
+        spare: SpareBatches,
         hook: Option<RequestHook>,
     ) -> Self {
-        Worker { index, cfg, metrics, events, queued, hook }
+        Worker { index, cfg, metrics, events, queued, spare, hook }
     }
 
     pub(crate) fn run(self, rx: Receiver<Work>) {
@@ -51,6 +54,7 @@ impl Worker {
                         let payload = &batch.data[item.start..item.start + item.len];
                         pipeline.segment(&Segment { header: item.header, payload }, item.ts);
                     }
+                    self.spare.give_back(batch);
                 }
                 Work::Tick(now) => pipeline.clock = pipeline.clock.max(now),
             }
@@ -140,8 +144,7 @@ impl Pipeline {
 
     /// The event lines written since the last call, in chunks of whole lines.
     pub fn take_events(&mut self) -> Vec<Vec<u8>> {
-        self.out.metrics.add_anomalies(&mut self.out.anomalies);
-        self.out.events.take()
+        self.out.take()
     }
 
     /// Reassembly counters so far.
@@ -184,10 +187,21 @@ impl EventChunks {
     }
 }
 
+/// Request counters not yet added to the shared [`Metrics`]: both workers adding to the same
+/// atomics for every request bounced their cache line between the cores.
+#[derive(Default)]
+struct RecordCounts {
+    requests: u64,
+    responses: u64,
+    requests_with_gap: u64,
+    alerts: u64,
+}
+
 /// What handlers write into while segments are processed.
 pub(crate) struct WorkerOutput {
     events: EventChunks,
     scratch: Vec<Output>,
+    counts: RecordCounts,
     anomalies: BTreeMap<&'static str, u64>,
     detector: Option<Detector>,
     metrics: Arc<Metrics>,
@@ -199,6 +213,7 @@ impl WorkerOutput {
         WorkerOutput {
             events: EventChunks::default(),
             scratch: Vec::new(),
+            counts: RecordCounts::default(),
             anomalies: BTreeMap::new(),
             detector: cfg.detect.then(Detector::builtin),
             metrics,
@@ -226,18 +241,34 @@ impl WorkerOutput {
         if let Some(hook) = &self.hook {
             hook(origin, tx);
         }
-        let m = &self.metrics;
-        m.requests.fetch_add(1, Relaxed);
-        m.alerts.fetch_add(findings.len() as u64, Relaxed);
+        let counts = &mut self.counts;
+        counts.requests += 1;
+        counts.alerts += findings.len() as u64;
+        counts.responses += u64::from(tx.response.is_some());
+        counts.requests_with_gap += u64::from(tx.request.gap);
         if !findings.is_empty() {
-            m.add_alert_classes(findings.iter().flat_map(|f| &f.attack_class));
+            self.metrics.add_alert_classes(findings.iter().flat_map(|f| &f.attack_class));
         }
-        if tx.response.is_some() {
-            m.responses.fetch_add(1, Relaxed);
+    }
+
+    /// The event lines written since the last call, in chunks of whole lines; the counters that go
+    /// with them are added to the shared metrics.
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        let RecordCounts { requests, responses, requests_with_gap, alerts } =
+            std::mem::take(&mut self.counts);
+        let m = &self.metrics;
+        for (metric, n) in [
+            (&m.requests, requests),
+            (&m.responses, responses),
+            (&m.requests_with_gap, requests_with_gap),
+            (&m.alerts, alerts),
+        ] {
+            if n > 0 {
+                metric.fetch_add(n, Relaxed);
+            }
         }
-        if tx.request.gap {
-            m.requests_with_gap.fetch_add(1, Relaxed);
-        }
+        m.add_anomalies(&mut self.anomalies);
+        self.events.take()
     }
 }
 
@@ -262,7 +293,7 @@ impl RecordSink {
     /// Writes the events of one transaction (and hands it to the request hook).
     pub fn submit(&mut self, origin: &Origin, tx: &Transaction) {
         self.out.record(origin, tx);
-        send_events(&self.events, self.out.events.take());
+        send_events(&self.events, self.out.take());
     }
 }
 
