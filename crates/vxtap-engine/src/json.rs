@@ -3,6 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Room for the longest event key with its quotes and colon.
+const KEY_ROOM: usize = 48;
+
 /// Appends JSON to a byte buffer. The caller writes keys and values in order; commas are automatic.
 pub(crate) struct Json<'a> {
     out: &'a mut Vec<u8>,
@@ -44,13 +47,16 @@ impl<'a> Json<'a> {
 
     /// Writes `"key":` and leaves the writer ready for the value. Keys are the event format's own
     /// names, plain ASCII, so they are copied without escaping (a third of an event's strings).
-    /// The key's length is a constant, so the copy compiles to a few moves instead of a `memcpy` call.
+    /// The key's length is a constant, so `"key":` is put together on the stack in a few moves and
+    /// appended with one capacity check (three appends showed in the profile).
     pub(crate) fn key<const N: usize>(&mut self, key: &[u8; N]) {
         debug_assert_eq!(plain_run_end(key, 0), N, "key needs escaping: {key:?}");
+        const { assert!(N + 3 <= KEY_ROOM, "key too long") };
         self.sep();
-        self.out.push(b'"');
-        self.out.extend_from_slice(key);
-        self.out.extend_from_slice(b"\":");
+        let mut quoted = [b'"'; KEY_ROOM];
+        quoted[1..=N].copy_from_slice(key);
+        quoted[N + 2] = b':';
+        self.out.extend_from_slice(&quoted[..N + 3]);
         self.need_comma = false;
     }
 
