@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use vxtap_http::Request;
+use vxtap_http::{Request, is_scheme_char, is_tchar, is_token};
 
 /// A value-level check implemented in code (`engine = "special"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,10 +330,7 @@ fn ssrf(norm: &str) -> Option<String> {
         // scheme before "//" (with ':'), or protocol-relative at the start of the value
         let scheme = if at > 0 && b[at - 1] == b':' {
             let s_end = at - 1;
-            let s_start = b[..s_end]
-                .iter()
-                .rposition(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')))
-                .map_or(0, |q| q + 1);
+            let s_start = b[..s_end].iter().rposition(|&c| !is_scheme_char(c)).map_or(0, |q| q + 1);
             &norm[s_start..s_end]
         } else if norm[..at].trim().is_empty() {
             ""
@@ -494,34 +491,13 @@ impl ProtoCheck {
                     .target
                     .chunks(64)
                     .any(|c| c.iter().fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f)));
-                let bad_method = req.method.is_empty() || !req.method.iter().all(|&b| is_tchar(b));
+                let bad_method = !is_token(&req.method);
                 (bad_target || bad_method).then(|| {
                     ("uri".into(), format!("request line {} {}", shown(&req.method), shown(&req.target)))
                 })
             }
         }
     }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use memchr::{memchr, memmem};
-use vxtap_http::Request;
+use vxtap_http::{Request, is_scheme_char};
 
 use crate::Limits;
 
@@ -304,7 +304,7 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     let mut t = target;
     // absolute-form: drop scheme://authority
     if let Some(p) = memmem::find(t, b"://")
-        && t[..p].iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && t[..p].iter().all(|&b| is_scheme_char(b))
     {
         let after = &t[p + 3..];
         t = match after.iter().position(|&b| b == b'/' || b == b'?') {

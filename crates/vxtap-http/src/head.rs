@@ -189,11 +189,21 @@ impl HeadReader {
     }
 }
 
-/// RFC 9110 `tchar`.
-pub(crate) fn is_tchar(b: u8) -> bool {
+/// Whether `b` may be part of a token (RFC 9110 `tchar`): what methods and field names are made of.
+pub fn is_tchar(b: u8) -> bool {
     matches!(b,
         b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
         | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// Whether `bytes` is a token (one or more [`is_tchar`] bytes), as a method must be.
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
+}
+
+/// Whether `b` may follow the first letter of a URI scheme (RFC 3986: letters, digits, `+-.`).
+pub fn is_scheme_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
 }
 
 fn is_ws(b: u8) -> bool {

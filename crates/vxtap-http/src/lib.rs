@@ -45,6 +45,7 @@ mod proxy;
 mod tests;
 
 pub use conv::Conversation;
+pub use head::{is_scheme_char, is_tchar, is_token};
 pub use proxy::ProxyHeader;
 
 /// A Host value without its port: `shop.example:8080` → `shop.example`, `[::1]:80` → `[::1]`; the

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use vxtap_http::{Header, Request};
+use vxtap_http::{Header, Request, is_token};
 
 use crate::body::{BodyBuf, Chunked};
 use crate::server::{ConnInfo, Io, Shared, deliver, now_us};
@@ -393,10 +393,6 @@ impl<T: Io> Conn<'_, T> {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 fn has_token(headers: &[Header], name: &[u8], token: &[u8]) -> bool {
     headers
         .iter()
@@ -416,7 +412,7 @@ fn parse_head(head: &[u8]) -> Result<Head, HeadError> {
     let last_sp = memchr::memrchr(b' ', rest).ok_or(HeadError::Malformed)?;
     let target = rest[..last_sp].trim_ascii_end();
     let version = &rest[last_sp + 1..];
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+    if !is_token(method) {
         return Err(HeadError::Malformed);
     }
     if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {

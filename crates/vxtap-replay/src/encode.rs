@@ -4,6 +4,8 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use vxtap_http::{is_scheme_char, is_token};
+
 use crate::config::AddedHeaders;
 use crate::job::ReplayJob;
 
@@ -81,18 +83,13 @@ fn hex16(v: u64, out: &mut [u8]) {
     }
 }
 
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// Splits an absolute-form target (`scheme://authority/path?query`) into authority and the rest.
 fn split_absolute(target: &[u8]) -> Option<(&[u8], &[u8])> {
     let first = *target.first()?;
     if !first.is_ascii_alphabetic() {
         return None;
     }
-    let colon = target.iter().position(|&b| !(b.is_ascii_alphanumeric() || b"+-.".contains(&b)))?;
+    let colon = target.iter().position(|&b| !is_scheme_char(b))?;
     let rest = target[colon..].strip_prefix(b"://")?;
     let end = rest.iter().position(|&b| b == b'/' || b == b'?' || b == b'#').unwrap_or(rest.len());
     Some((&rest[..end], &rest[end..]))
@@ -232,7 +229,7 @@ pub(crate) fn encode_head(
     out: &mut Vec<u8>,
 ) -> Result<(), Invalid> {
     let req = &job.request;
-    if req.method.is_empty() || !req.method.iter().all(|&b| is_tchar(b)) {
+    if !is_token(&req.method) {
         return Err(Invalid::Method);
     }
     out.extend_from_slice(&req.method);
