@@ -239,39 +239,27 @@ impl Default for Detector {
 /// A value with its lazily computed views; a view computed as `None` is the value itself.
 struct Prepared {
     norm: String,
-    sql: Option<Option<String>>,
-    path: Option<Option<String>>,
-    markup: Option<Option<String>>,
+    /// Each derived view, indexed by `View as usize`, once a rule asked for it (`Some(None)`: the
+    /// view is the same text as `norm`).
+    views: [Option<Option<String>>; 4],
     /// What rules' requirements know of each view, indexed by `View as usize`, once a rule has asked.
     profiles: [Option<Profile>; 4],
 }
 
 impl Prepared {
     fn new(norm: String) -> Prepared {
-        Prepared { norm, sql: None, path: None, markup: None, profiles: [None, None, None, None] }
+        Prepared { norm, views: Default::default(), profiles: Default::default() }
     }
 
     fn view(&mut self, v: View) -> &str {
-        let (slot, make): (_, fn(&str) -> Option<String>) = match v {
-            View::Norm => return &self.norm,
-            View::Sql => (&mut self.sql, normalize::sql_view_if_changed),
-            View::Path => (&mut self.path, normalize::path_view_if_changed),
-            View::Markup => (&mut self.markup, normalize::markup_view_if_changed),
-        };
-        slot.get_or_insert_with(|| make(&self.norm)).as_deref().unwrap_or(&self.norm)
+        let Some(derive) = v.derivation() else { return &self.norm };
+        self.views[v as usize].get_or_insert_with(|| derive(&self.norm)).as_deref().unwrap_or(&self.norm)
     }
 
     /// View `v` with its profile (shared with the value's when the view is the value itself).
     fn profile(&mut self, v: View) -> (&mut Profile, &str) {
         self.view(v);
-        let own = match v {
-            View::Norm => None,
-            View::Sql => self.sql.as_ref(),
-            View::Path => self.path.as_ref(),
-            View::Markup => self.markup.as_ref(),
-        }
-        .and_then(Option::as_deref);
-        let (slot, text) = match own {
+        let (slot, text) = match self.views[v as usize].as_ref().and_then(Option::as_deref) {
             Some(text) => (v as usize, text),
             None => (View::Norm as usize, self.norm.as_str()),
         };

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::builtin::{ProtoCheck, Special};
 use crate::extract::Kind;
+use crate::normalize;
 use crate::required::Required;
 
 /// Why a rule set could not be loaded. Every variant names the file, line or rule at fault.
@@ -125,6 +126,19 @@ pub(crate) enum View {
     Path,
     /// Norm without tab / CR / LF.
     Markup,
+}
+
+impl View {
+    /// How the view is made from the normalised value (`None` when it is that value, and from the
+    /// function when the view would be the same text); the one place views map to their functions.
+    pub(crate) fn derivation(self) -> Option<fn(&str) -> Option<String>> {
+        match self {
+            View::Norm => None,
+            View::Sql => Some(normalize::sql_view_if_changed),
+            View::Path => Some(normalize::path_view_if_changed),
+            View::Markup => Some(normalize::markup_view_if_changed),
+        }
+    }
 }
 
 /// How a rule decides.
