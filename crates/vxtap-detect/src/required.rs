@@ -2,6 +2,7 @@
 //! checked against the bytes a value contains (and a string of four bytes or more against the value),
 //! so a rule whose requirements are absent is skipped unrun.
 
+use memchr::memmem;
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// A set of bytes, one bit each.
@@ -205,11 +206,27 @@ impl Need {
                 other => all.push(other),
             }
         }
-        let strings: Vec<ByteSet> =
-            all.iter().filter_map(|n| if let Need::Text(_, set) = n { Some(*set) } else { None }).collect();
+        let texts: Vec<(Vec<u8>, ByteSet)> = all
+            .iter()
+            .filter_map(|n| if let Need::Text(s, set) = n { Some((s.clone(), *set)) } else { None })
+            .collect();
         // a set holding a byte of a string in both cases is hit whenever the string may be there
-        let implied = |set: &ByteSet| strings.iter().any(|t| t.bytes().any(|b| set.has_both_cases(b)));
-        all.retain(|n| !matches!(n, Need::Byte(set) if implied(set)));
+        let implied = |set: &ByteSet| texts.iter().any(|(_, t)| t.bytes().any(|b| set.has_both_cases(b)));
+        // and a string is there whenever a longer one containing it is (a literal inside the fixed
+        // string of its concatenation), or its first copy
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        all.retain(|n| match n {
+            Need::Byte(set) => !implied(set),
+            Need::Text(s, _) => {
+                let inside = texts.iter().any(|(t, _)| t.len() > s.len() && memmem::find(t, s).is_some());
+                let keep = !inside && !kept.contains(s);
+                if keep {
+                    kept.push(s.clone());
+                }
+                keep
+            }
+            Need::All(_) | Need::Any(_) => true,
+        });
         all.sort_by_key(|n| n.rank(false));
         match all.len() {
             0 => None,
@@ -428,6 +445,28 @@ mod tests {
         // a string across an assertion
         assert!(!may(r"select\b\(|zz", "select ("));
         assert!(may(r"select\b\(|zz", "select("));
+    }
+
+    #[test]
+    fn a_conjunction_keeps_a_string_once_and_not_inside_a_longer_one() {
+        let texts = |pattern: &str| {
+            let need = required(pattern).need.expect("strings are required");
+            let parts = match need {
+                Need::All(parts) => parts,
+                one => vec![one],
+            };
+            let texts: Vec<Vec<u8>> = parts
+                .into_iter()
+                .filter_map(|n| if let Need::Text(s, _) = n { Some(s) } else { None })
+                .collect();
+            texts
+        };
+        // the literal `../` and the fixed string `x../y` around it
+        assert_eq!(texts(r"x\.\./y"), [b"x../y".to_vec()]);
+        // `select` in a group and after it
+        assert_eq!(texts("(?:union )(select)(?:select)"), [b"select".to_vec(), b"union ".to_vec()]);
+        assert!(may(r"x\.\./y", "X../Y"));
+        assert!(!may(r"x\.\./y", "x../ y ../"));
     }
 
     #[test]
