@@ -198,8 +198,11 @@ impl InputCounts {
     }
 
     fn publish_frames(&mut self, metrics: &Metrics) {
-        metrics.packets.fetch_add(std::mem::take(&mut self.packets), Relaxed);
-        metrics.bytes.fetch_add(std::mem::take(&mut self.bytes), Relaxed);
+        // Nothing to add after a flush, whose sends come right after it published.
+        if self.packets > 0 {
+            metrics.packets.fetch_add(std::mem::take(&mut self.packets), Relaxed);
+            metrics.bytes.fetch_add(std::mem::take(&mut self.bytes), Relaxed);
+        }
     }
 
     fn publish(&mut self, metrics: &Metrics) {
