@@ -197,7 +197,8 @@ impl Need {
         }
     }
 
-    /// A conjunction, flattened, without the byte sets its strings imply, cheapest first.
+    /// A conjunction, flattened, without the byte sets its strings imply, the strings that longer
+    /// ones contain and repeated strings, cheapest first.
     fn all(parts: Vec<Need>) -> Option<Need> {
         let mut all = Vec::new();
         for part in parts {

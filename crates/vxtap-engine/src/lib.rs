@@ -222,7 +222,8 @@ const BATCH_BYTES: usize = 256 << 10;
 const BATCH_SLACK: usize = 64 << 10;
 
 /// Emptied batches kept for reuse, per worker: a fresh batch's allocations are too large for the
-/// allocator's thread caches, and touching their new pages faulted (3% of a run).
+/// allocator's thread caches, and touching their new pages faulted (3% of a run). At most
+/// 16 × (`BATCH_BYTES` + `BATCH_SLACK` + 128 items) ≈ 5.3 MiB per worker.
 const SPARE_BATCHES_PER_WORKER: usize = 16;
 
 /// Emptied batches on their way back from the workers to the inputs.
@@ -238,11 +239,14 @@ impl SpareBatches {
         SpareBatches { tx, rx }
     }
 
-    /// Keeps a batch that was worked through, emptied, unless enough are kept already.
+    /// Keeps a batch that was worked through, emptied, unless enough are kept already or it grew
+    /// past a full batch's size.
     fn give_back(&self, mut batch: Batch) {
-        batch.items.clear();
-        batch.data.clear();
-        let _ = self.tx.try_send(batch);
+        if batch.items.capacity() <= BATCH_ITEMS && batch.data.capacity() <= BATCH_BYTES + BATCH_SLACK {
+            batch.items.clear();
+            batch.data.clear();
+            let _ = self.tx.try_send(batch);
+        }
     }
 
     fn take(&self) -> Option<Batch> {
@@ -535,12 +539,14 @@ impl Dispatcher {
     }
 
     fn send(&mut self, shard: usize) {
-        // The next batch for this shard is one a worker gave back or, when none is spare, starts
-        // with room for twice what this one held: batches of a steady input then never grow
-        // (growing copied the payloads again, 2-5% of a run), and a burst after a quiet spell grows
-        // in a few doublings.
+        // The next batch for this shard starts with room for twice what this one held: batches of
+        // a steady input then never grow (growing copied the payloads again, 2-5% of a run), and a
+        // burst after a quiet spell grows in a few doublings. After a full batch, one a worker gave
+        // back serves; not after a partial one (a live input's flush), since queues are charged by
+        // capacity and a small flush would cost a full batch's room.
         let held = &self.pending[shard];
-        let next = self.spare.take().unwrap_or_else(|| Batch {
+        let full = held.items.len() >= BATCH_ITEMS || held.data.len() >= BATCH_BYTES;
+        let next = full.then(|| self.spare.take()).flatten().unwrap_or_else(|| Batch {
             items: Vec::with_capacity((2 * held.items.len()).min(BATCH_ITEMS)),
             data: Vec::with_capacity((2 * held.data.len()).min(BATCH_BYTES + BATCH_SLACK)),
         });

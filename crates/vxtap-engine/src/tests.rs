@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use vxtap_decap::LinkType;
 use vxtap_testgen::mix::{MixEncap, MixParams, generate_mix};
 
-use crate::{Engine, EngineConfig, EventOutput, Overload, RequestHook};
+use crate::{
+    BATCH_BYTES, BATCH_ITEMS, BATCH_SLACK, Batch, Engine, EngineConfig, EventOutput, Overload, RequestHook,
+    SPARE_BATCHES_PER_WORKER, SpareBatches,
+};
 
 #[test]
 fn a_stuck_worker_costs_a_live_input_one_wait_then_counted_drops() {
@@ -40,4 +43,22 @@ fn a_stuck_worker_costs_a_live_input_one_wait_then_counted_drops() {
     assert!(drops > 1000, "{drops} segments dropped");
     // Waiting once per batch would take a wait for each of the many batches that follow.
     assert!(elapsed < wait * 10, "input held up for {elapsed:?}");
+}
+
+#[test]
+fn spare_batches_come_back_empty_bounded_and_never_oversized() {
+    let spare = SpareBatches::new(1);
+    let full = || Batch { items: Vec::with_capacity(BATCH_ITEMS), data: vec![7; BATCH_BYTES] };
+    for _ in 0..SPARE_BATCHES_PER_WORKER + 5 {
+        spare.give_back(full());
+    }
+    // grown past a full batch: freed, not kept
+    spare.give_back(Batch { items: Vec::new(), data: vec![0; BATCH_BYTES + BATCH_SLACK + 1] });
+    let mut kept = 0;
+    while let Some(batch) = spare.take() {
+        assert!(batch.items.is_empty() && batch.data.is_empty());
+        assert!(batch.data.capacity() >= BATCH_BYTES && batch.data.capacity() <= BATCH_BYTES + BATCH_SLACK);
+        kept += 1;
+    }
+    assert_eq!(kept, SPARE_BATCHES_PER_WORKER);
 }

@@ -95,7 +95,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// An empty pipeline counting into `metrics`.
+    /// An empty pipeline counting into `metrics` (request counters and anomalies as
+    /// [`Pipeline::take_events`] takes the events).
     pub fn new(cfg: Arc<EngineConfig>, metrics: Arc<Metrics>) -> Pipeline {
         let out = WorkerOutput::new(&cfg, metrics, None);
         let defrag = Defragmenter::new(DefragConfig::default());
@@ -142,7 +143,8 @@ impl Pipeline {
         self.table.close_all(self.clock, &mut self.out);
     }
 
-    /// The event lines written since the last call, in chunks of whole lines.
+    /// The event lines written since the last call, in chunks of whole lines; the request counters
+    /// and anomalies that go with them are added to the metrics now.
     pub fn take_events(&mut self) -> Vec<Vec<u8>> {
         self.out.take()
     }
@@ -188,13 +190,13 @@ impl EventChunks {
 }
 
 /// Request counters not yet added to the shared [`Metrics`]: both workers adding to the same
-/// atomics for every request bounced their cache line between the cores.
+/// atomics for every request bounced their cache line between the cores. (Alerts are rare and
+/// are added at once, with their classes, so the two always agree.)
 #[derive(Default)]
 struct RecordCounts {
     requests: u64,
     responses: u64,
     requests_with_gap: u64,
-    alerts: u64,
 }
 
 /// What handlers write into while segments are processed.
@@ -243,10 +245,10 @@ impl WorkerOutput {
         }
         let counts = &mut self.counts;
         counts.requests += 1;
-        counts.alerts += findings.len() as u64;
         counts.responses += u64::from(tx.response.is_some());
         counts.requests_with_gap += u64::from(tx.request.gap);
         if !findings.is_empty() {
+            self.metrics.alerts.fetch_add(findings.len() as u64, Relaxed);
             self.metrics.add_alert_classes(findings.iter().flat_map(|f| &f.attack_class));
         }
     }
@@ -254,15 +256,11 @@ impl WorkerOutput {
     /// The event lines written since the last call, in chunks of whole lines; the counters that go
     /// with them are added to the shared metrics.
     fn take(&mut self) -> Vec<Vec<u8>> {
-        let RecordCounts { requests, responses, requests_with_gap, alerts } =
-            std::mem::take(&mut self.counts);
+        let RecordCounts { requests, responses, requests_with_gap } = std::mem::take(&mut self.counts);
         let m = &self.metrics;
-        for (metric, n) in [
-            (&m.requests, requests),
-            (&m.responses, responses),
-            (&m.requests_with_gap, requests_with_gap),
-            (&m.alerts, alerts),
-        ] {
+        for (metric, n) in
+            [(&m.requests, requests), (&m.responses, responses), (&m.requests_with_gap, requests_with_gap)]
+        {
             if n > 0 {
                 metric.fetch_add(n, Relaxed);
             }
