@@ -1,6 +1,7 @@
 //! A minimal JSON writer for events: byte strings that are not UTF-8 are written byte by byte as
 //! `\u00XX` escapes (the contract's rule), which serde_json cannot do for `&[u8]`.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Room for the longest event key with its quotes and colon.
@@ -257,24 +258,42 @@ fn escape_byte(out: &mut Vec<u8>, b: u8) {
 }
 
 /// Formats microseconds since the Unix epoch as Suricata does: `2026-11-24T10:00:00.123456+0000`.
+/// The date and time of day are the same for every event of a second (nearly all of a worker's
+/// consecutive events), so each thread keeps the text of its latest second.
 pub(crate) fn timestamp(out: &mut Vec<u8>, micros: u64) {
+    thread_local! {
+        static LATEST_SECOND: RefCell<(Option<u64>, Vec<u8>)> = const { RefCell::new((None, Vec::new())) };
+    }
     let secs = micros / 1_000_000;
+    LATEST_SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != Some(secs) {
+            text.clear();
+            date_and_time(text, secs);
+            *cached = Some(secs);
+        }
+        out.extend_from_slice(text);
+    });
+    out.push(b'.');
+    write_padded(out, micros % 1_000_000, 6);
+    out.extend_from_slice(b"+0000");
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `secs` since the Unix epoch.
+fn date_and_time(out: &mut Vec<u8>, secs: u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     let fields = [
-        (year as u64, 4, b'-'),
-        (u64::from(month), 2, b'-'),
-        (u64::from(day), 2, b'T'),
-        (rem / 3600, 2, b':'),
-        (rem % 3600 / 60, 2, b':'),
-        (rem % 60, 2, b'.'),
-        (micros % 1_000_000, 6, b'+'),
+        (year as u64, 4, Some(b'-')),
+        (u64::from(month), 2, Some(b'-')),
+        (u64::from(day), 2, Some(b'T')),
+        (rem / 3600, 2, Some(b':')),
+        (rem % 3600 / 60, 2, Some(b':')),
+        (rem % 60, 2, None),
     ];
     for (value, width, separator) in fields {
         write_padded(out, value, width);
-        out.push(separator);
+        out.extend(separator);
     }
-    out.extend_from_slice(b"0000");
 }
 
 /// `value` in decimal, zero-padded to at least `width` digits.
@@ -461,5 +480,13 @@ mod tests {
         let mut out = Vec::new();
         timestamp(&mut out, 253_402_300_800_000_001);
         assert_eq!(String::from_utf8(out).unwrap(), "10000-01-01T00:00:00.000001+0000");
+        // the same second again (from the thread's cache), then the second before it
+        let mut out = Vec::new();
+        timestamp(&mut out, 253_402_300_800_999_999);
+        timestamp(&mut out, 253_402_300_799_000_000);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "10000-01-01T00:00:00.999999+00009999-12-31T23:59:59.000000+0000"
+        );
     }
 }
