@@ -159,7 +159,7 @@ impl Profile {
             return true;
         }
         self.searches -= 1;
-        memchr::memmem::find(hay, s).is_some()
+        memmem::find(hay, s).is_some()
     }
 }
 
@@ -264,15 +264,10 @@ impl Need {
     /// A string: a byte set for one byte.
     fn text(s: &[u8]) -> Need {
         match s {
-            [b] => {
-                let mut set = ByteSet::default();
-                set.insert(*b);
-                Need::Byte(set)
-            }
+            [_] => Need::Byte(ByteSet::of(s)),
             _ => {
                 let lower = s.to_ascii_lowercase();
-                let mut set = ByteSet::default();
-                lower.iter().for_each(|&b| set.insert(b));
+                let set = ByteSet::of(&lower);
                 Need::Text(lower, set)
             }
         }
