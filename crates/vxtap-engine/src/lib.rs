@@ -221,10 +221,8 @@ const BATCH_BYTES: usize = 256 << 10;
 /// Room beyond `BATCH_BYTES` for the payload that fills a batch (a decoded IP packet's payload).
 const BATCH_SLACK: usize = 64 << 10;
 
-/// Emptied batches kept for reuse, per worker: a fresh batch's allocations are too large for the
-/// allocator's thread caches, and touching their new pages faulted (3% of a run). At most
-/// 16 × (`BATCH_BYTES` + `BATCH_SLACK` + 128 items) ≈ 5.3 MiB per worker.
-const SPARE_BATCHES_PER_WORKER: usize = 16;
+/// Bytes a batch filled to the limit allocates for its payloads.
+const FULL_BATCH_DATA: usize = BATCH_BYTES + BATCH_SLACK;
 
 /// Emptied batches on their way back from the workers to the inputs.
 #[derive(Clone)]
@@ -234,23 +232,37 @@ struct SpareBatches {
 }
 
 impl SpareBatches {
-    fn new(workers: usize) -> Self {
-        let (tx, rx) = bounded(workers * SPARE_BATCHES_PER_WORKER);
+    /// Room for every full-size batch the workers' queues can hold, plus the one each worker works
+    /// through and the one each input fills: a fresh batch's allocations are too large for the
+    /// allocator's thread caches and touching their new pages faulted (3% of a run). A smaller pool
+    /// freed batches whenever the queues drained and allocated them again when they refilled (a
+    /// third of all batches on the benchmark pcap). Only full-size batches are kept, so the pool
+    /// never holds more than the queues were allowed to: at most `queue_bytes` plus two batches per
+    /// worker.
+    fn new(workers: usize, queue_bytes: usize) -> Self {
+        let (tx, rx) = bounded(workers * (queue_bytes / Self::FULL_COST + 2));
         SpareBatches { tx, rx }
     }
 
-    /// Keeps a batch that was worked through, emptied, unless enough are kept already or it grew
-    /// past a full batch's size.
+    /// What a full-size batch is charged in a queue.
+    const FULL_COST: usize = FULL_BATCH_DATA + BATCH_ITEMS * std::mem::size_of::<BatchItem>();
+
+    /// A batch with room for a full batch's items and payloads, reused when one is spare.
+    fn full_size(&self) -> Batch {
+        self.rx.try_recv().unwrap_or_else(|_| Batch {
+            items: Vec::with_capacity(BATCH_ITEMS),
+            data: Vec::with_capacity(FULL_BATCH_DATA),
+        })
+    }
+
+    /// Keeps a batch that was worked through, emptied, if it is a full-size one and the pool has
+    /// room; others (a live input's partial flushes, batches that grew) are freed.
     fn give_back(&self, mut batch: Batch) {
-        if batch.items.capacity() <= BATCH_ITEMS && batch.data.capacity() <= BATCH_BYTES + BATCH_SLACK {
+        if batch.items.capacity() == BATCH_ITEMS && batch.data.capacity() == FULL_BATCH_DATA {
             batch.items.clear();
             batch.data.clear();
             let _ = self.tx.try_send(batch);
         }
-    }
-
-    fn take(&self) -> Option<Batch> {
-        self.rx.try_recv().ok()
     }
 }
 
@@ -292,7 +304,7 @@ impl Engine {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         let queued: Arc<[AtomicUsize]> = (0..cfg.workers).map(|_| AtomicUsize::new(0)).collect();
-        let spare = SpareBatches::new(cfg.workers);
+        let spare = SpareBatches::new(cfg.workers, cfg.queue_bytes);
         for index in 0..cfg.workers {
             // Batches are flushed at least every receive batch; 16 KiB is a small one.
             let (tx, rx) = bounded((cfg.queue_bytes / (16 << 10)).max(16));
@@ -539,17 +551,19 @@ impl Dispatcher {
     }
 
     fn send(&mut self, shard: usize) {
-        // The next batch for this shard starts with room for twice what this one held: batches of
-        // a steady input then never grow (growing copied the payloads again, 2-5% of a run), and a
-        // burst after a quiet spell grows in a few doublings. After a full batch, one a worker gave
-        // back serves; not after a partial one (a live input's flush), since queues are charged by
-        // capacity and a small flush would cost a full batch's room.
+        // After a full batch the next one is full-size, a spare one when a worker gave one back.
+        // After a partial one (a live input's flush) it starts with room for twice what this one
+        // held, since queues are charged by capacity and a small flush should not cost a full
+        // batch's room; a burst after a quiet spell grows it in a few doublings.
         let held = &self.pending[shard];
-        let full = held.items.len() >= BATCH_ITEMS || held.data.len() >= BATCH_BYTES;
-        let next = full.then(|| self.spare.take()).flatten().unwrap_or_else(|| Batch {
-            items: Vec::with_capacity((2 * held.items.len()).min(BATCH_ITEMS)),
-            data: Vec::with_capacity((2 * held.data.len()).min(BATCH_BYTES + BATCH_SLACK)),
-        });
+        let next = if held.items.len() >= BATCH_ITEMS || held.data.len() >= BATCH_BYTES {
+            self.spare.full_size()
+        } else {
+            Batch {
+                items: Vec::with_capacity((2 * held.items.len()).min(BATCH_ITEMS)),
+                data: Vec::with_capacity((2 * held.data.len()).min(FULL_BATCH_DATA)),
+            }
+        };
         let batch = std::mem::replace(&mut self.pending[shard], next);
         self.counts.publish_frames(&self.metrics);
         let (count, bytes) = (batch.items.len() as u64, batch.cost());

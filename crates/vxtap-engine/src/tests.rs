@@ -6,8 +6,8 @@ use vxtap_decap::LinkType;
 use vxtap_testgen::mix::{MixEncap, MixParams, generate_mix};
 
 use crate::{
-    BATCH_BYTES, BATCH_ITEMS, BATCH_SLACK, Batch, Engine, EngineConfig, EventOutput, Overload, RequestHook,
-    SPARE_BATCHES_PER_WORKER, SpareBatches,
+    BATCH_BYTES, BATCH_ITEMS, Batch, Engine, EngineConfig, EventOutput, FULL_BATCH_DATA, Overload,
+    RequestHook, SpareBatches,
 };
 
 #[test]
@@ -46,19 +46,29 @@ fn a_stuck_worker_costs_a_live_input_one_wait_then_counted_drops() {
 }
 
 #[test]
-fn spare_batches_come_back_empty_bounded_and_never_oversized() {
-    let spare = SpareBatches::new(1);
-    let full = || Batch { items: Vec::with_capacity(BATCH_ITEMS), data: vec![7; BATCH_BYTES] };
-    for _ in 0..SPARE_BATCHES_PER_WORKER + 5 {
-        spare.give_back(full());
+fn spare_batches_come_back_empty_bounded_by_the_queues_and_full_size_only() {
+    // Room for three full batches in the one worker's queue: three, plus two in hand, are kept.
+    let spare = SpareBatches::new(1, 3 * SpareBatches::FULL_COST);
+    let kept_at_most = 5;
+    let used = |mut batch: Batch| {
+        batch.data.extend_from_slice(&[7; BATCH_BYTES]);
+        batch
+    };
+    let worked_through: Vec<Batch> = (0..kept_at_most + 3).map(|_| used(spare.full_size())).collect();
+    for batch in worked_through {
+        spare.give_back(batch);
     }
-    // grown past a full batch: freed, not kept
-    spare.give_back(Batch { items: Vec::new(), data: vec![0; BATCH_BYTES + BATCH_SLACK + 1] });
+    // a live input's partial flush, and a batch grown past full size: freed, not kept
+    spare.give_back(Batch { items: Vec::with_capacity(4), data: Vec::with_capacity(4096) });
+    let mut grown =
+        Batch { items: Vec::with_capacity(BATCH_ITEMS), data: Vec::with_capacity(FULL_BATCH_DATA) };
+    grown.data.resize(FULL_BATCH_DATA + 1, 0);
+    spare.give_back(grown);
     let mut kept = 0;
-    while let Some(batch) = spare.take() {
+    while let Ok(batch) = spare.rx.try_recv() {
         assert!(batch.items.is_empty() && batch.data.is_empty());
-        assert!(batch.data.capacity() >= BATCH_BYTES && batch.data.capacity() <= BATCH_BYTES + BATCH_SLACK);
+        assert_eq!((batch.items.capacity(), batch.data.capacity()), (BATCH_ITEMS, FULL_BATCH_DATA));
         kept += 1;
     }
-    assert_eq!(kept, SPARE_BATCHES_PER_WORKER);
+    assert_eq!(kept, kept_at_most);
 }
