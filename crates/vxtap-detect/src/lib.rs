@@ -240,7 +240,7 @@ impl Default for Detector {
 struct Prepared {
     norm: String,
     /// Each derived view, indexed by `View as usize`, once a rule asked for it (`Some(None)`: the
-    /// view is the same text as `norm`).
+    /// view is the same text as `norm`). The `Norm` slot stays empty: that view is `norm` itself.
     views: [Option<Option<String>>; 4],
     /// What rules' requirements know of each view, indexed by `View as usize`, once a rule has asked.
     profiles: [Option<Profile>; 4],

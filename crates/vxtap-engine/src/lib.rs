@@ -235,10 +235,10 @@ impl SpareBatches {
     /// Room for every full-size batch the workers' queues can hold, plus the one each worker works
     /// through and the one each input fills: a fresh batch's allocations are too large for the
     /// allocator's thread caches and touching their new pages faulted (3% of a run). A smaller pool
-    /// freed batches whenever the queues drained and allocated them again when they refilled (a
-    /// third of all batches on the benchmark pcap). Only full-size batches are kept, so the pool
-    /// never holds more than the queues were allowed to: at most `queue_bytes` plus two batches per
-    /// worker.
+    /// freed batches whenever the queues drained and allocated them again when they refilled (more
+    /// than a quarter of all batches on the benchmark pcap). Only full-size batches are kept, so
+    /// the pool never holds more than the queues were allowed to: at most `queue_bytes` plus two
+    /// batches per worker.
     fn new(workers: usize, queue_bytes: usize) -> Self {
         let (tx, rx) = bounded(workers * (queue_bytes / Self::FULL_COST + 2));
         SpareBatches { tx, rx }
