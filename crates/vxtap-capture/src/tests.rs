@@ -553,6 +553,43 @@ fn reuseport_receivers_get_every_datagram_exactly() {
 }
 
 #[test]
+fn after_two_small_batches_the_receiver_waits_for_more() {
+    // Two datagrams arrive one by one; 20 more trickle in over ~20 ms while the receiver waits
+    // 500 ms after the second.
+    let opts = UdpOptions { coalesce: Duration::from_millis(500), ..small_opts() };
+    let mut rx = UdpReceiver::bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+    let addr = rx.local_addr();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.send_to(&datagram(0), addr).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut batches = Vec::new();
+    let mut trickle = None;
+    rx.run(&stop, |batch| {
+        batches.push(batch.len());
+        match batches.len() {
+            1 => {
+                tx.send_to(&datagram(1), addr).unwrap();
+            }
+            2 => {
+                let tx = tx.try_clone().unwrap();
+                trickle = Some(thread::spawn(move || {
+                    for i in 2..22 {
+                        tx.send_to(&datagram(i), addr).unwrap();
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }));
+            }
+            _ if batches.iter().sum::<usize>() == 22 => stop.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+    })
+    .unwrap();
+    trickle.unwrap().join().unwrap();
+    // Without the wait the trickle comes in batches of one or two.
+    assert_eq!(batches, [1, 1, 16, 4]);
+}
+
+#[test]
 fn stop_flag_ends_idle_run_promptly() {
     let mut rx = UdpReceiver::bind("127.0.0.1:0".parse().unwrap(), &small_opts()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
