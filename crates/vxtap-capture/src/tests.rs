@@ -555,17 +555,25 @@ fn reuseport_receivers_get_every_datagram_exactly() {
 #[test]
 fn after_two_small_batches_the_receiver_waits_for_more() {
     // Two datagrams arrive one by one; 20 more trickle in over ~20 ms while the receiver waits
-    // 500 ms after the second.
-    let opts = UdpOptions { coalesce: Duration::from_millis(500), ..small_opts() };
+    // 500 ms after the second (not after the first: one small batch is also how a backlog ends).
+    let wait = Duration::from_millis(500);
+    let opts = UdpOptions { coalesce: wait, ..small_opts() };
     let mut rx = UdpReceiver::bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
     let addr = rx.local_addr();
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     tx.send_to(&datagram(0), addr).unwrap();
-    let stop = AtomicBool::new(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_secs(10));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     let mut batches = Vec::new();
     let mut trickle = None;
     rx.run(&stop, |batch| {
-        batches.push(batch.len());
+        batches.push((batch.len(), Instant::now()));
         match batches.len() {
             1 => {
                 tx.send_to(&datagram(1), addr).unwrap();
@@ -579,14 +587,19 @@ fn after_two_small_batches_the_receiver_waits_for_more() {
                     }
                 }));
             }
-            _ if batches.iter().sum::<usize>() == 22 => stop.store(true, Ordering::Relaxed),
+            _ if batches.iter().map(|b| b.0).sum::<usize>() == 22 => stop.store(true, Ordering::Relaxed),
             _ => {}
         }
     })
     .unwrap();
     trickle.unwrap().join().unwrap();
+    drop(watchdog);
     // Without the wait the trickle comes in batches of one or two.
-    assert_eq!(batches, [1, 1, 16, 4]);
+    let sizes: Vec<usize> = batches.iter().map(|b| b.0).collect();
+    assert_eq!(sizes, [1, 1, 16, 4]);
+    let gap = |i: usize| batches[i].1 - batches[i - 1].1;
+    assert!(gap(1) < wait / 2, "waited after the first small batch: {:?}", gap(1));
+    assert!(gap(2) >= wait, "did not wait after the second: {:?}", gap(2));
 }
 
 #[test]

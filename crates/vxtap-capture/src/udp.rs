@@ -35,7 +35,7 @@ pub struct UdpOptions {
     /// Set `SO_REUSEPORT` so that several receivers (one per thread) share one port (default true).
     pub reuse_port: bool,
     /// Longest a receive call blocks without traffic (`SO_RCVTIMEO`), i.e. how late a stop flag may be
-    /// noticed (default 100 ms, at least 1 ms).
+    /// noticed, with [`UdpOptions::coalesce`] (default 100 ms, at least 1 ms).
     pub read_timeout: Duration,
     /// Ask the kernel for its per-socket drop counter (`SO_RXQ_OVFL`, plus `SO_MEMINFO` when idle);
     /// default true.
@@ -392,7 +392,8 @@ impl UdpReceiver {
 
     /// Receives batches until `stop` is set, handing each non-empty one to `on_batch`, and waits
     /// [`UdpOptions::coalesce`] after a second small one in a row. The flag is checked at least every
-    /// [`UdpOptions::read_timeout`]. Returns the final counters; a socket error ends the loop.
+    /// [`UdpOptions::read_timeout`] plus `coalesce`. Returns the final counters; a socket error ends
+    /// the loop.
     pub fn run<F>(&mut self, stop: &AtomicBool, mut on_batch: F) -> Result<UdpStats, CaptureError>
     where
         F: FnMut(&RecvBatch),
@@ -403,7 +404,7 @@ impl UdpReceiver {
             let taken = batch.len();
             if taken > 0 {
                 on_batch(batch);
-                let small = taken < self.batch.bufs.capacity() / 4;
+                let small = taken * 4 < self.batch.bufs.capacity();
                 if small && was_small && !self.coalesce.is_zero() {
                     std::thread::sleep(self.coalesce);
                 }

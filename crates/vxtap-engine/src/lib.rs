@@ -218,7 +218,9 @@ impl InputCounts {
 const BATCH_ITEMS: usize = 128;
 /// Payload bytes after which a batch is handed over.
 const BATCH_BYTES: usize = 256 << 10;
-/// Room beyond `BATCH_BYTES` for the payload that fills a batch (a decoded IP packet's payload).
+/// Room beyond `BATCH_BYTES` for the payload that fills a batch: a decoded IP packet's payload (a
+/// larger one, which a zero IP length lets through up to the capture length, grows the batch, and
+/// such a batch is not recycled).
 const BATCH_SLACK: usize = 64 << 10;
 
 /// Bytes a batch filled to the limit allocates for its payloads.
@@ -232,15 +234,17 @@ struct SpareBatches {
 }
 
 impl SpareBatches {
-    /// Room for every full-size batch the workers' queues can hold, plus the one each worker works
-    /// through and the one each input fills: a fresh batch's allocations are too large for the
-    /// allocator's thread caches and touching their new pages faulted (3% of a run). A smaller pool
-    /// freed batches whenever the queues drained and allocated them again when they refilled (more
-    /// than a quarter of all batches on the benchmark pcap). Only full-size batches are kept, so
-    /// the pool never holds more than the queues were allowed to: at most `queue_bytes` plus two
-    /// batches per worker.
+    /// Room for every full-size batch the workers' queues can hold (a queue admits at least one),
+    /// plus two per worker: the one it works through and the one an input fills. A fresh batch's
+    /// allocations are too large for the allocator's thread caches and touching their new pages
+    /// faulted (3% of a run); a smaller pool freed batches whenever the queues drained and allocated
+    /// them again when they refilled (more than a quarter of all batches on the benchmark pcap).
+    /// Only full-size batches are kept, so the pool holds at most `queue_bytes` (or one batch) plus
+    /// two batches per worker. The price: a full-size batch is charged its whole capacity in a
+    /// queue even when it filled up on 128 small segments, so a 16 MiB queue holds at least
+    /// 6,000 segments rather than more of small ones; the kernel's buffers take a burst beyond.
     fn new(workers: usize, queue_bytes: usize) -> Self {
-        let (tx, rx) = bounded(workers * (queue_bytes / Self::FULL_COST + 2));
+        let (tx, rx) = bounded(workers * ((queue_bytes / Self::FULL_COST).max(1) + 2));
         SpareBatches { tx, rx }
     }
 

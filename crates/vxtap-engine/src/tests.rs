@@ -54,16 +54,18 @@ fn spare_batches_come_back_empty_bounded_by_the_queues_and_full_size_only() {
         batch.data.extend_from_slice(&[7; BATCH_BYTES]);
         batch
     };
-    let worked_through: Vec<Batch> = (0..kept_at_most + 3).map(|_| used(spare.full_size())).collect();
-    for batch in worked_through {
-        spare.give_back(batch);
-    }
-    // a live input's partial flush, and a batch grown past full size: freed, not kept
+    // a live input's partial flush, and a batch grown past full size: freed, not kept, although
+    // the pool has room
     spare.give_back(Batch { items: Vec::with_capacity(4), data: Vec::with_capacity(4096) });
     let mut grown =
         Batch { items: Vec::with_capacity(BATCH_ITEMS), data: Vec::with_capacity(FULL_BATCH_DATA) };
     grown.data.resize(FULL_BATCH_DATA + 1, 0);
     spare.give_back(grown);
+    assert!(spare.rx.is_empty());
+    let worked_through: Vec<Batch> = (0..kept_at_most + 3).map(|_| used(spare.full_size())).collect();
+    for batch in worked_through {
+        spare.give_back(batch);
+    }
     let mut kept = 0;
     while let Ok(batch) = spare.rx.try_recv() {
         assert!(batch.items.is_empty() && batch.data.is_empty());
