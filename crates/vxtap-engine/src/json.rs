@@ -273,26 +273,25 @@ pub(crate) fn timestamp(out: &mut Vec<u8>, micros: u64) {
         }
         out.extend_from_slice(text);
     });
-    out.push(b'.');
     write_padded(out, micros % 1_000_000, 6);
     out.extend_from_slice(b"+0000");
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of `secs` since the Unix epoch.
+/// `YYYY-MM-DDTHH:MM:SS.` of `secs` since the Unix epoch: a timestamp up to its microseconds.
 fn date_and_time(out: &mut Vec<u8>, secs: u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     let fields = [
-        (year as u64, 4, Some(b'-')),
-        (u64::from(month), 2, Some(b'-')),
-        (u64::from(day), 2, Some(b'T')),
-        (rem / 3600, 2, Some(b':')),
-        (rem % 3600 / 60, 2, Some(b':')),
-        (rem % 60, 2, None),
+        (year as u64, 4, b'-'),
+        (u64::from(month), 2, b'-'),
+        (u64::from(day), 2, b'T'),
+        (rem / 3600, 2, b':'),
+        (rem % 3600 / 60, 2, b':'),
+        (rem % 60, 2, b'.'),
     ];
     for (value, width, separator) in fields {
         write_padded(out, value, width);
-        out.extend(separator);
+        out.push(separator);
     }
 }
 

@@ -153,7 +153,17 @@ impl Batch {
     /// Bytes the batch takes, counted against its worker's queue limit: what it allocated, not
     /// only what it filled, so spare capacity cannot hide from the limit.
     fn cost(&self) -> usize {
-        self.data.capacity() + self.items.capacity() * std::mem::size_of::<BatchItem>()
+        Batch::cost_of(self.items.capacity(), self.data.capacity())
+    }
+
+    /// What a batch with room for `items` segments and `data` payload bytes costs a queue.
+    const fn cost_of(items: usize, data: usize) -> usize {
+        data + items * std::mem::size_of::<BatchItem>()
+    }
+
+    /// Whether the batch holds as many segments or payload bytes as a batch should.
+    fn is_full(&self) -> bool {
+        self.items.len() >= BATCH_ITEMS || self.data.len() >= BATCH_BYTES
     }
 }
 
@@ -249,7 +259,7 @@ impl SpareBatches {
     }
 
     /// What a full-size batch is charged in a queue.
-    const FULL_COST: usize = FULL_BATCH_DATA + BATCH_ITEMS * std::mem::size_of::<BatchItem>();
+    const FULL_COST: usize = Batch::cost_of(BATCH_ITEMS, FULL_BATCH_DATA);
 
     /// A batch with room for a full batch's items and payloads, reused when one is spare.
     fn full_size(&self) -> Batch {
@@ -539,7 +549,7 @@ impl Dispatcher {
         let start = batch.data.len();
         batch.data.extend_from_slice(segment.payload);
         batch.items.push(BatchItem { header: *h, start, len: segment.payload.len(), ts });
-        if batch.items.len() >= BATCH_ITEMS || batch.data.len() >= BATCH_BYTES {
+        if batch.is_full() {
             self.send(shard);
         }
     }
@@ -560,7 +570,7 @@ impl Dispatcher {
         // held, since queues are charged by capacity and a small flush should not cost a full
         // batch's room; a burst after a quiet spell grows it in a few doublings.
         let held = &self.pending[shard];
-        let next = if held.items.len() >= BATCH_ITEMS || held.data.len() >= BATCH_BYTES {
+        let next = if held.is_full() {
             self.spare.full_size()
         } else {
             Batch {
