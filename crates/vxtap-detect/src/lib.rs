@@ -172,7 +172,7 @@ const MEMO_ENTRIES: usize = 4096;
 
 /// What the rules made of one value: the rules run and the budget they were charged.
 struct Outcome {
-    /// Scan-budget charge: rules run × (normalised length + 16).
+    /// Scan-budget charge: rules run × [`scan_cost`].
     charge: usize,
     /// Rules that matched, with their fragments, in the order they ran.
     matches: Vec<(u16, String)>,
@@ -396,13 +396,16 @@ impl Detector {
         budget: usize,
         scratch: &mut Scratch,
     ) -> Result<Outcome, Box<Prepared>> {
-        let (norm, _info) = normalize::normalize(&v.raw, v.kind.plus_is_space());
         scratch.candidates.clear();
-        if norm.is_empty() {
+        // binary content is not text: only special checks target it, and they read its raw bytes
+        let norm = match v.kind {
+            Kind::Binary => String::new(),
+            _ => normalize::normalize(&v.raw, v.kind.plus_is_space()).0,
+        };
+        let Some(cost) = scan_cost(v, &norm) else {
             return Ok(Outcome { charge: 0, matches: Vec::new() });
-        }
+        };
         self.inner.candidates(v, &norm, scratch);
-        let cost = norm.len() + 16;
         let charge = scratch.candidates.len().saturating_mul(cost);
         let mut prep = Prepared::new(norm);
         if charge > budget {
@@ -425,7 +428,7 @@ impl Detector {
         rules: &[u16],
         add: &mut dyn FnMut(u16, String, &str),
     ) {
-        let cost = prep.norm.len() + 16;
+        let Some(cost) = scan_cost(v, &prep.norm) else { return };
         for &ri in rules {
             if cost > budget {
                 return;
@@ -436,6 +439,13 @@ impl Detector {
             }
         }
     }
+}
+
+/// What running one rule on a value is charged to the scan budget: the bytes it scans (the normalised
+/// text, or a binary value's raw bytes) plus 16; `None` when there is nothing to scan.
+fn scan_cost(v: &extract::Value, norm: &str) -> Option<usize> {
+    let scanned = if v.kind == Kind::Binary { v.raw.len() } else { norm.len() };
+    (scanned > 0).then_some(scanned + 16)
 }
 
 /// Per-inspection scratch space.

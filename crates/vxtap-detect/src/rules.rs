@@ -183,7 +183,7 @@ fn target_mask(names: &[String]) -> Result<u32, String> {
     let mut mask = 0u32;
     for n in names {
         let bits = match n.as_str() {
-            "all" => Kind::ALL.iter().fold(0, |m, k| m | k.bit()),
+            "all" => Kind::ALL.iter().filter(|&&k| k != Kind::Binary).fold(0, |m, k| m | k.bit()),
             "values" => [
                 Kind::Arg,
                 Kind::Form,
@@ -315,6 +315,9 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
         return Err(err("no `targets`".into()));
     }
     let targets = target_mask(&def.targets).map_err(err)?;
+    if targets & Kind::Binary.bit() != 0 && !matches!(engine, Engine::Special(_)) {
+        return Err(err("only special checks can target `binary`: its bytes are not text".into()));
+    }
     if def.prefilter.iter().any(|p| p.is_empty()) {
         return Err(err("empty prefilter literal".into()));
     }
