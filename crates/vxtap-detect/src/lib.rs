@@ -497,8 +497,9 @@ impl Inner {
                         return None;
                     }
                 }
-                let m = re.find(prep.view(rule.view).as_bytes())?;
-                Some(builtin::excerpt(&String::from_utf8_lossy(m.as_bytes())))
+                let view = prep.view(rule.view).as_bytes();
+                let m = re.find(view)?;
+                Some(builtin::excerpt(&String::from_utf8_lossy(&view[m.range()])))
             }
             Engine::Special(check) => check.run(raw, prep.view(rule.view)),
             Engine::Protocol(_) => None,
@@ -525,6 +526,7 @@ impl Inner {
             .iter()
             .map(|kind| {
                 let mut literals: Vec<(&str, Vec<u16>)> = Vec::new();
+                let mut index: HashMap<&str, usize> = HashMap::new();
                 let mut always = Vec::new();
                 for (i, r) in rules.iter().enumerate() {
                     if matches!(r.engine, Engine::Protocol(_)) || r.targets & kind.bit() == 0 {
@@ -536,21 +538,24 @@ impl Inner {
                         continue;
                     }
                     for lit in &r.prefilter {
-                        match literals.iter_mut().find(|(l, _)| *l == lit.as_str()) {
-                            Some((_, rs)) => rs.push(i),
-                            None => literals.push((lit, vec![i])),
-                        }
+                        let at = *index.entry(lit).or_insert_with(|| {
+                            literals.push((lit, Vec::new()));
+                            literals.len() - 1
+                        });
+                        literals[at].1.push(i);
                     }
                 }
                 (literals, always)
             })
             .collect();
         let mut shared: Vec<&str> = Vec::new();
+        let mut shared_index: HashMap<&str, usize> = HashMap::new();
         for (literals, _) in per_kind.iter().filter(|(l, _)| l.len() >= SHARED_AUTOMATON_MIN_LITERALS) {
-            for (lit, _) in literals {
-                if !shared.contains(lit) {
+            for &(lit, _) in literals {
+                shared_index.entry(lit).or_insert_with(|| {
                     shared.push(lit);
-                }
+                    shared.len() - 1
+                });
             }
         }
         let mut automata = vec![Literals::new(&shared)];
@@ -560,7 +565,7 @@ impl Inner {
                 if literals.len() >= SHARED_AUTOMATON_MIN_LITERALS {
                     let mut literal_rules = vec![Vec::new(); shared.len()];
                     for (lit, rs) in literals {
-                        literal_rules[shared.iter().position(|l| *l == lit).unwrap_or_default()] = rs;
+                        literal_rules[shared_index.get(lit).copied().unwrap_or_default()] = rs;
                     }
                     KindFilter { automaton: 0, literal_rules, always }
                 } else {

@@ -38,7 +38,24 @@ impl ByteSet {
 
     /// The bytes of the set, in order.
     fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..=255u8).filter(|&b| self.contains(b))
+        self.0.iter().enumerate().flat_map(|(word, &bits)| {
+            let mut rest = bits;
+            std::iter::from_fn(move || {
+                let bit = (rest != 0).then(|| rest.trailing_zeros())?;
+                rest &= rest - 1;
+                Some((word as u32 * 64 + bit) as u8)
+            })
+        })
+    }
+
+    /// The bytes in both sets.
+    fn intersection(self, other: ByteSet) -> ByteSet {
+        ByteSet(std::array::from_fn(|i| self.0[i] & other.0[i]))
+    }
+
+    /// Number of bytes in the set.
+    fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
     }
 
     /// The bytes that occur in `haystack`.
@@ -60,15 +77,25 @@ impl ByteSet {
     /// How often a byte of this set is expected in ordinary values (letters, digits and spaces
     /// weigh most), to keep the sets least likely to be present.
     fn weight(&self) -> u32 {
-        self.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'0'..=b'9' | b' ' => 16,
-                b'A'..=b'Z' | b'.' | b'/' | b'-' | b'_' | b'=' | b'&' | b'%' | b'+' => 4,
-                _ => 1,
-            })
-            .sum()
+        16 * self.intersection(COMMONEST).len() + 4 * self.intersection(COMMON).len() + self.len()
+            - self.intersection(COMMONEST.union(COMMON)).len()
     }
 }
+
+/// The set of `bytes`.
+const fn set_of(bytes: &[u8]) -> ByteSet {
+    let mut words = [0u64; 4];
+    let mut i = 0;
+    while i < bytes.len() {
+        words[(bytes[i] >> 6) as usize] |= 1 << (bytes[i] & 63);
+        i += 1;
+    }
+    ByteSet(words)
+}
+
+/// The bytes most frequent in ordinary values, then the next most frequent, for [`ByteSet::weight`].
+const COMMONEST: ByteSet = set_of(b"abcdefghijklmnopqrstuvwxyz0123456789 ");
+const COMMON: ByteSet = set_of(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ./-_=&%+");
 
 /// At most this many sets are kept per pattern (the least likely to be present).
 const MAX_SETS: usize = 4;
@@ -121,7 +148,7 @@ impl Required {
 }
 
 /// ASCII upper-case letters.
-const UPPER: ByteSet = ByteSet([0, 0x07ff_fffe, 0, 0]);
+const UPPER: ByteSet = set_of(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ");
 
 /// Strings shorter than this are not searched for: the bytes of a short string are usually all
 /// there when it is not.

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use regex::bytes::Regex;
+use regex_automata::meta::{self, Regex};
+use regex_syntax::hir::Hir;
 use serde::Deserialize;
 
 use crate::builtin::{ProtoCheck, Special};
@@ -290,14 +291,17 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
                     "regex rule without `prefilter` literals (every rule needs one, for speed)".into()
                 ));
             }
-            let re = regex::bytes::RegexBuilder::new(pat)
-                .unicode(false)
-                .case_insensitive(true)
-                .size_limit(4 << 20)
-                .dfa_size_limit(4 << 20)
-                .build()
+            let hir = parse(pat).map_err(|e| err(format!("bad pattern: {e}")))?;
+            let re = meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .utf8_empty(false)
+                        .nfa_size_limit(Some(4 << 20))
+                        .hybrid_cache_capacity(4 << 20),
+                )
+                .build_from_hir(&hir)
                 .map_err(|e| err(format!("bad pattern: {e}")))?;
-            Engine::Regex(re, required(pat))
+            Engine::Regex(re, Required::of(&hir))
         }
         "special" => {
             let check = def.check.as_deref().ok_or_else(|| err("special rule without `check`".into()))?;
@@ -338,17 +342,17 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
     })
 }
 
-/// What a match of `pattern` requires, from the syntax tree the `regex` crate builds for it (same
-/// syntax options as the compiled regex); nothing when it cannot be parsed the same way.
-fn required(pattern: &str) -> Required {
+/// The syntax tree of a rule's pattern, parsed as the `regex` crate parses a case-insensitive
+/// `bytes::Regex` without Unicode: the rule's regex and its requirements are both built from it. The
+/// error is the parser's message, which points at the fault in the pattern.
+fn parse(pattern: &str) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .case_insensitive(true)
         .utf8(false)
         .build()
         .parse(pattern)
-        .map(|hir| Required::of(&hir))
-        .unwrap_or_default()
+        .map_err(|e| e.to_string())
 }
 
 fn find_line(text: &str, id: u32) -> usize {
