@@ -33,6 +33,12 @@ impl Special {
         })
     }
 
+    /// Whether the check reads the value's raw bytes rather than its normalised text: only such a
+    /// check can look at binary content, which has no text.
+    pub(crate) fn reads_raw_bytes(self) -> bool {
+        matches!(self, Special::JavaSerialized)
+    }
+
     /// Runs the check; on a match returns the fragment to report.
     pub(crate) fn run(self, raw: &[u8], norm: &str) -> Option<String> {
         match self {

@@ -48,8 +48,8 @@ pub enum Kind {
     Uri,
     /// A header's name (`header_names.NAME`).
     HeaderName,
-    /// The first bytes of a body or file that is not text (`body`, `multipart.NAME`), as they are:
-    /// for the checks of binary signatures. Its runs of text are also inspected, as `body` or
+    /// The first bytes of a raw body or an uploaded file that is not text (`body`, `multipart.NAME`),
+    /// as they are: for the checks of binary signatures. Its runs of text are inspected as `body` or
     /// `multipart` values.
     Binary,
 }
@@ -314,21 +314,31 @@ fn text_runs(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 impl<'a> Collector<'a> {
     /// Pushes a body's or a file's content: as one value when it is text; when it is binary (an
-    /// image, compressed or encrypted data), its first `max_value_bytes` as a [`Kind::Binary`] value,
-    /// then the runs of text in them, each its own value under the same location. Rules written for
+    /// image, compressed or encrypted data), as the runs of text in its first `max_value_bytes`, each
+    /// its own value under the same location, then those bytes as a [`Kind::Binary`] value. Rules written for
     /// text find only noise in random bytes (one false alert per ~150 binary bodies of a few KiB when
     /// they were inspected whole), while code hidden in a file (a web shell in an image, class names
     /// in a serialised object) is a run of text.
     fn push_content(&mut self, kind: Kind, prefix: &'static str, name: Cow<'a, [u8]>, content: &'a [u8]) {
         let inspected = &content[..content.len().min(self.limits.max_value_bytes)];
         let controls = inspected.iter().filter(|&&b| is_binary_control(b)).count();
-        if controls * BINARY_CONTROL_SHARE < inspected.len() {
+        if controls * BINARY_CONTROL_SHARE < inspected.len() || content.is_empty() {
             self.push(kind, prefix, name, NameDecode::AsIs, Cow::Borrowed(content));
             return;
         }
-        self.push(Kind::Binary, prefix, name.clone(), NameDecode::AsIs, Cow::Borrowed(inspected));
         for run in text_runs(inspected) {
             self.push(kind, prefix, name.clone(), NameDecode::AsIs, Cow::Borrowed(run));
+        }
+        // read only by checks of raw bytes, and at most `max_value_bytes`: not charged to the
+        // request's byte budget, which bounds the text the rules scan
+        if self.values.len() < self.limits.max_values {
+            self.values.push(Value {
+                kind: Kind::Binary,
+                prefix,
+                name,
+                name_decode: NameDecode::AsIs,
+                raw: Cow::Borrowed(inspected),
+            });
         }
     }
 }
@@ -543,8 +553,11 @@ fn multipart<'a>(body: &'a [u8], boundary: &[u8], c: &mut Collector<'a>) {
             let mut fname = name.to_vec();
             fname.extend_from_slice(b".filename");
             c.push(Kind::Filename, "multipart", Cow::Owned(fname), NameDecode::AsIs, Cow::Borrowed(f));
+            c.push_content(Kind::Multipart, "multipart", nm, content);
+        } else {
+            // a form field: the application reads it as text
+            c.push(Kind::Multipart, "multipart", nm, NameDecode::AsIs, Cow::Borrowed(content));
         }
-        c.push_content(Kind::Multipart, "multipart", nm, content);
     }
 }
 
@@ -873,8 +886,8 @@ Content-Disposition: form-data; name=\"file\"; filename=\"../../a.php\"\r\nConte
             l,
             [
                 (Kind::Path, "path".into(), "/b".into()),
-                (Kind::Binary, "body".into(), binary),
-                (Kind::Body, "body".into(), run.into())
+                (Kind::Body, "body".into(), run.into()),
+                (Kind::Binary, "body".into(), binary)
             ]
         );
         // text: NUL (UTF-16), tabs, line breaks and bytes that are not UTF-8 do not make it binary,
@@ -885,6 +898,20 @@ Content-Disposition: form-data; name=\"file\"; filename=\"../../a.php\"\r\nConte
             let l = locs(&req("/t", &[], text));
             assert_eq!(l[1], (Kind::Body, "body".into(), String::from_utf8_lossy(text).into_owned()));
         }
+        // one control byte in 32 (a DEL here) makes it binary; a byte that is not UTF-8 ends a run,
+        // so two runs of 15 around one are not inspected
+        let kinds =
+            |body: &[u8]| locs(&req("/t", &[], body))[1..].iter().map(|(k, _, _)| *k).collect::<Vec<_>>();
+        assert_eq!(kinds(&[&[0x7f][..], &[b'a'; 31]].concat()), [Kind::Body, Kind::Binary]);
+        assert_eq!(kinds(&[&[1u8][..], &[b'a'; 15], b"\xff", &[b'b'; 15]].concat()), [Kind::Binary]);
+        let l = locs(&req("/t", &[], &[&[1u8][..], &[b'a'; 31]].concat()));
+        assert_eq!(
+            l[1..],
+            [
+                (Kind::Body, "body".into(), "a".repeat(31)),
+                (Kind::Binary, "body".into(), format!("\u{1}{}", "a".repeat(31)))
+            ]
+        );
         // a binary value's runs of text are found within its first bytes only
         let mut late = vec![1u8; Limits::default().max_value_bytes];
         late.extend_from_slice(run.as_bytes());

@@ -98,7 +98,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Bytes of one value inspected (from its start). Default 4 KiB.
     pub max_value_bytes: usize,
-    /// Values (arguments, headers, JSON strings, parts, …) inspected per request. Default 192.
+    /// Values (arguments, headers, JSON strings, parts, runs of text in binary content, …) inspected
+    /// per request. Default 192.
     pub max_values: usize,
     /// Total value bytes inspected per request. Default 64 KiB.
     pub max_total_bytes: usize,

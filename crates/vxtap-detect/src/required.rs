@@ -82,7 +82,7 @@ impl ByteSet {
     }
 }
 
-/// The set of `bytes`.
+/// The set of `bytes`, for constants ([`ByteSet::of`] is the fast way for a value's bytes).
 const fn set_of(bytes: &[u8]) -> ByteSet {
     let mut words = [0u64; 4];
     let mut i = 0;
@@ -412,14 +412,7 @@ mod tests {
     use super::*;
 
     fn required(pattern: &str) -> Required {
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .case_insensitive(true)
-            .utf8(false)
-            .build()
-            .parse(pattern)
-            .expect("pattern");
-        Required::of(&hir)
+        Required::of(&crate::rules::parse(pattern).expect("pattern"))
     }
 
     fn may(pattern: &str, value: &str) -> bool {
@@ -515,11 +508,7 @@ mod tests {
             "select from",
         ];
         for p in patterns {
-            let re = regex::bytes::RegexBuilder::new(p)
-                .unicode(false)
-                .case_insensitive(true)
-                .build()
-                .expect("regex");
+            let re = crate::rules::regex_of(&crate::rules::parse(p).expect("pattern")).expect("regex");
             for v in values {
                 if re.is_match(v.as_bytes()) {
                     assert!(may(p, v), "{p} on {v:?}");

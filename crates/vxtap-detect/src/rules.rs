@@ -292,15 +292,7 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
                 ));
             }
             let hir = parse(pat).map_err(|e| err(format!("bad pattern: {e}")))?;
-            let re = meta::Builder::new()
-                .configure(
-                    meta::Config::new()
-                        .utf8_empty(false)
-                        .nfa_size_limit(Some(4 << 20))
-                        .hybrid_cache_capacity(4 << 20),
-                )
-                .build_from_hir(&hir)
-                .map_err(|e| err(format!("bad pattern: {e}")))?;
+            let re = regex_of(&hir).map_err(|e| err(format!("bad pattern: {e}")))?;
             Engine::Regex(re, Required::of(&hir))
         }
         "special" => {
@@ -319,8 +311,12 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
         return Err(err("no `targets`".into()));
     }
     let targets = target_mask(&def.targets).map_err(err)?;
-    if targets & Kind::Binary.bit() != 0 && !matches!(engine, Engine::Special(_)) {
-        return Err(err("only special checks can target `binary`: its bytes are not text".into()));
+    let reads_raw_bytes = matches!(engine, Engine::Special(check) if check.reads_raw_bytes());
+    if targets & Kind::Binary.bit() != 0 && !(reads_raw_bytes && def.prefilter.is_empty()) {
+        return Err(err(
+            "only a check of raw bytes (java-serialized) without `prefilter` can target `binary`: its bytes are not text"
+                .into(),
+        ));
     }
     if def.prefilter.iter().any(|p| p.is_empty()) {
         return Err(err("empty prefilter literal".into()));
@@ -342,10 +338,18 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
     })
 }
 
+/// A rule's regex, built from its pattern's syntax tree as the `regex` crate builds a `bytes::Regex`
+/// (leftmost-first, empty matches anywhere) with 4 MiB for its NFA and for each lazy-DFA cache.
+pub(crate) fn regex_of(hir: &Hir) -> Result<Regex, String> {
+    let config =
+        meta::Config::new().utf8_empty(false).nfa_size_limit(Some(4 << 20)).hybrid_cache_capacity(4 << 20);
+    meta::Builder::new().configure(config).build_from_hir(hir).map_err(|e| e.to_string())
+}
+
 /// The syntax tree of a rule's pattern, parsed as the `regex` crate parses a case-insensitive
 /// `bytes::Regex` without Unicode: the rule's regex and its requirements are both built from it. The
 /// error is the parser's message, which points at the fault in the pattern.
-fn parse(pattern: &str) -> Result<Hir, String> {
+pub(crate) fn parse(pattern: &str) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .case_insensitive(true)
