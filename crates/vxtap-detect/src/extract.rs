@@ -301,7 +301,7 @@ const MIN_TEXT_RUN: usize = 16;
 /// Whether a byte is an ASCII control character that text does not hold: NUL (UTF-16 text, NUL
 /// evasions, removed by normalisation), tab, line breaks, vertical tab and form feed are text.
 fn is_binary_control(b: u8) -> bool {
-    (b < 0x20 && !matches!(b, 0 | b'\t'..=b'\r')) || b == 0x7f
+    b.is_ascii_control() && !matches!(b, 0 | b'\t'..=b'\r')
 }
 
 /// The runs of text in binary content: valid UTF-8 without binary control bytes, at least
@@ -314,11 +314,11 @@ fn text_runs(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 impl<'a> Collector<'a> {
     /// Pushes a body's or a file's content: as one value when it is text; when it is binary (an
-    /// image, compressed or encrypted data), as the runs of text in its first `max_value_bytes`, each
-    /// its own value under the same location, then those bytes as a [`Kind::Binary`] value. Rules written for
-    /// text find only noise in random bytes (one false alert per ~150 binary bodies of a few KiB when
-    /// they were inspected whole), while code hidden in a file (a web shell in an image, class names
-    /// in a serialised object) is a run of text.
+    /// image, compressed or encrypted data), as the runs of text in its first `max_value_bytes`,
+    /// each its own value under the same location, then those bytes as a [`Kind::Binary`] value.
+    /// Rules written for text find only noise in random bytes (one false alert per ~150 binary
+    /// bodies of a few KiB when they were inspected whole), while code hidden in a file (a web shell
+    /// in an image, class names in a serialised object) is a run of text.
     fn push_content(&mut self, kind: Kind, prefix: &'static str, name: Cow<'a, [u8]>, content: &'a [u8]) {
         let inspected = &content[..content.len().min(self.limits.max_value_bytes)];
         let controls = inspected.iter().filter(|&&b| is_binary_control(b)).count();

@@ -10,8 +10,8 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 pub(crate) struct ByteSet([u64; 4]);
 
 impl ByteSet {
-    fn insert(&mut self, b: u8) {
-        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    const fn insert(&mut self, b: u8) {
+        self.0[(b >> 6) as usize] |= 1 << (b & 63);
     }
 
     fn union(self, other: ByteSet) -> ByteSet {
@@ -84,13 +84,13 @@ impl ByteSet {
 
 /// The set of `bytes`, for constants ([`ByteSet::of`] is the fast way for a value's bytes).
 const fn set_of(bytes: &[u8]) -> ByteSet {
-    let mut words = [0u64; 4];
+    let mut set = ByteSet([0; 4]);
     let mut i = 0;
     while i < bytes.len() {
-        words[(bytes[i] >> 6) as usize] |= 1 << (bytes[i] & 63);
+        set.insert(bytes[i]);
         i += 1;
     }
-    ByteSet(words)
+    set
 }
 
 /// The bytes most frequent in ordinary values, then the next most frequent, for [`ByteSet::weight`].
