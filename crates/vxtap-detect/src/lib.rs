@@ -64,7 +64,7 @@ pub use rules::{CLASSES, RulesError};
 
 use literals::Literals;
 use required::Profile;
-use rules::{Engine, Rule, View};
+use rules::{Compile, Compiled, Engine, Rule, View};
 
 /// The built-in rule set: `configs/rules.toml` as compiled into the crate.
 pub const BUILTIN_RULES: &str = include_str!("../../../configs/rules.toml");
@@ -273,7 +273,7 @@ impl Detector {
     pub fn builtin() -> Detector {
         static BUILTIN: OnceLock<Arc<Inner>> = OnceLock::new();
         let inner = BUILTIN.get_or_init(|| {
-            let rules = rules::compile(BUILTIN_RULES, "configs/rules.toml (built in)")
+            let rules = rules::compile(BUILTIN_RULES, "configs/rules.toml (built in)", Compile::OnFirstUse)
                 .unwrap_or_else(|e| panic!("built-in rules are invalid: {e}"));
             Arc::new(Inner::new(rules))
         });
@@ -290,7 +290,7 @@ impl Detector {
 
     /// Loads a rule set from TOML text; `origin` names it in error messages.
     pub fn from_rules_str(text: &str, origin: &str) -> Result<Detector, RulesError> {
-        let rules = rules::compile(text, origin)?;
+        let rules = rules::compile(text, origin, Compile::AtLoad)?;
         Ok(Detector { inner: Arc::new(Inner::new(rules)), limits: Limits::default(), memo: Mutex::default() })
     }
 
@@ -491,7 +491,8 @@ impl Inner {
     fn run_rule(&self, ri: u16, raw: &[u8], prep: &mut Prepared) -> Option<String> {
         let rule = &self.rules[ri as usize];
         match &rule.engine {
-            Engine::Regex(re, required) => {
+            Engine::Regex(pattern) => {
+                let Compiled { regex, required } = pattern.compiled();
                 if required.is_some() {
                     let (profile, text) = prep.profile(rule.view);
                     if !required.may_match(profile, text.as_bytes()) {
@@ -499,7 +500,7 @@ impl Inner {
                     }
                 }
                 let view = prep.view(rule.view).as_bytes();
-                let m = re.find(view)?;
+                let m = regex.find(view)?;
                 Some(builtin::excerpt(&String::from_utf8_lossy(&view[m.range()])))
             }
             Engine::Special(check) => check.run(raw, prep.view(rule.view)),

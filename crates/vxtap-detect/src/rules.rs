@@ -1,6 +1,7 @@
 //! The rules file: parsing and compiling `configs/rules.toml`-style rule sets.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use regex_automata::meta::{self, Regex};
 use regex_syntax::hir::Hir;
@@ -145,10 +146,57 @@ impl View {
 /// How a rule decides.
 #[derive(Debug)]
 pub(crate) enum Engine {
-    /// A regex and the bytes its matches cannot do without.
-    Regex(Regex, Required),
+    /// A regex pattern.
+    Regex(Pattern),
     Special(Special),
     Protocol(ProtoCheck),
+}
+
+/// A regex rule's pattern, compiled when it is first needed (see [`Compile`]).
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    source: String,
+    compiled: OnceLock<Compiled>,
+}
+
+/// A pattern's regex and the bytes its matches cannot do without.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) regex: Regex,
+    pub(crate) required: Required,
+}
+
+impl Pattern {
+    /// The compiled pattern. A pattern not compiled at load is one of the built-in set's, which its
+    /// tests compile, so it cannot fail here.
+    pub(crate) fn compiled(&self) -> &Compiled {
+        self.compiled.get_or_init(|| {
+            Pattern::compile(&self.source)
+                .unwrap_or_else(|e| panic!("built-in pattern does not compile: {e}"))
+        })
+    }
+
+    /// Whether the pattern has been compiled.
+    #[cfg(test)]
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
+    fn compile(source: &str) -> Result<Compiled, String> {
+        let hir = parse(source)?;
+        Ok(Compiled { regex: regex_of(&hir)?, required: Required::of(&hir) })
+    }
+}
+
+/// When a rule set's patterns are compiled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Compile {
+    /// All at load, on all cores, so that a bad pattern is an error there: rules files.
+    AtLoad,
+    /// Each when a value first reaches its rule: the built-in set, whose patterns its tests compile.
+    /// Compiling all 56 was 80% of the detector's start-up (35 of 45 ms), which `vxtap pcap` waits
+    /// for, and an ordinary capture reaches about 36 of them.
+    OnFirstUse,
 }
 
 /// A compiled rule.
@@ -212,15 +260,19 @@ fn kind_names() -> String {
     Kind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
 }
 
-/// Parses and compiles a rules file's text. `origin` names it in errors.
-pub(crate) fn compile(text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
+/// Parses and checks a rules file's text, compiling its patterns `when` says. `origin` names it in
+/// errors.
+pub(crate) fn compile(text: &str, origin: &str, when: Compile) -> Result<Vec<Rule>, RulesError> {
     let file: RulesFile = toml::from_str(text)
         .map_err(|e| RulesError::Syntax { origin: origin.to_string(), message: e.to_string() })?;
-    // The rules' regexes and requirements are most of the detector's start-up time, which `vxtap
-    // pcap` waits for: they are compiled on all cores.
+    // Compiling patterns is most of the detector's start-up time, which `vxtap pcap` waits for:
+    // when they are compiled at load, that is done on all cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(file.rule.len() / RULES_PER_THREAD).max(1);
-    let compiled = spread(&file.rule, threads, |def| compile_rule(def, text, origin));
+    let threads = match when {
+        Compile::AtLoad => cores.min(file.rule.len() / RULES_PER_THREAD).max(1),
+        Compile::OnFirstUse => 1,
+    };
+    let compiled = spread(&file.rule, threads, |def| compile_rule(def, text, origin, when));
     let mut rules = Vec::with_capacity(compiled.len());
     let mut seen = std::collections::HashSet::new();
     for (def, rule) in file.rule.iter().zip(compiled) {
@@ -265,7 +317,7 @@ fn rule_error(def: &RuleDef, text: &str, origin: &str, message: String) -> Rules
 }
 
 /// One rule definition checked and compiled; the error names the rule and its line.
-fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesError> {
+fn compile_rule(def: &RuleDef, text: &str, origin: &str, when: Compile) -> Result<Rule, RulesError> {
     let err = |message: String| rule_error(def, text, origin, message);
     if !(1..=3).contains(&def.severity) {
         return Err(err(format!("severity {} is not 1..3", def.severity)));
@@ -291,9 +343,13 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str) -> Result<Rule, RulesEr
                     "regex rule without `prefilter` literals (every rule needs one, for speed)".into()
                 ));
             }
-            let hir = parse(pat).map_err(|e| err(format!("bad pattern: {e}")))?;
-            let re = regex_of(&hir).map_err(|e| err(format!("bad pattern: {e}")))?;
-            Engine::Regex(re, Required::of(&hir))
+            let compiled = match when {
+                Compile::AtLoad => {
+                    OnceLock::from(Pattern::compile(pat).map_err(|e| err(format!("bad pattern: {e}")))?)
+                }
+                Compile::OnFirstUse => OnceLock::new(),
+            };
+            Engine::Regex(Pattern { source: pat.to_string(), compiled })
         }
         "special" => {
             let check = def.check.as_deref().ok_or_else(|| err("special rule without `check`".into()))?;

@@ -499,10 +499,30 @@ fn rules_file_errors_name_the_rule_and_line() {
     let unknown = "[[rule]]\nid = 1\nname = \"a\"\nclass = [\"nope\"]\nseverity = 1\nengine = \"protocol\"\ncheck = \"cl-te\"\n";
     assert!(Detector::from_rules_str(unknown, "t").unwrap_err().to_string().contains("unknown class"));
     assert!(matches!(Detector::from_rules_file("/nonexistent/rules.toml"), Err(RulesError::Io { .. })));
-    // the shipped file loads from disk too
+    // the shipped file loads from disk too, every pattern compiled at load: the built-in set, which
+    // compiles its patterns on first use, can rely on them
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/rules.toml");
     let d = Detector::from_rules_file(path).expect("configs/rules.toml");
     assert_eq!(d.rule_count(), Detector::builtin().rule_count());
+}
+
+#[test]
+fn builtin_patterns_compile_when_first_needed() {
+    use crate::rules::{Compile, Engine};
+    let rules = crate::rules::compile(crate::BUILTIN_RULES, "built in", Compile::OnFirstUse).expect("rules");
+    let det = Detector {
+        inner: std::sync::Arc::new(crate::Inner::new(rules)),
+        limits: Limits::default(),
+        memo: std::sync::Mutex::default(),
+    };
+    let compiled = || {
+        det.inner.rules.iter().filter(|r| matches!(&r.engine, Engine::Regex(p) if p.is_compiled())).count()
+    };
+    assert_eq!(compiled(), 0);
+    let f = det.inspect(&get("/search?q=1'+union+select+password+from+users--"));
+    assert!(f.iter().any(|x| x.category == "Web Application Attack"), "{f:?}");
+    let after = compiled();
+    assert!(after > 0 && after < det.rule_count() / 2, "{after} of {} compiled", det.rule_count());
 }
 
 #[test]
