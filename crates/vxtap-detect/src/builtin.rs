@@ -103,17 +103,6 @@ fn quoted_word_only(b: &[u8]) -> bool {
         && b.get(close + 1).is_none_or(|&c| c == b' ' || c == b',' || c == b'.')
 }
 
-/// One token of base64url characters (a session id, an API key, a random identifier), long enough
-/// not to be a short payload. Without a space, quote, bracket or operator other than `-` it holds
-/// no SQL beyond a number and a comment, which is what 1 in ~26,000 random tokens looks like to
-/// libinjection (`6--gbq…`, fingerprint `1c`).
-fn token_only(b: &[u8]) -> bool {
-    b.len() >= MIN_TOKEN_LEN && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-}
-
-/// The length from which a value of token characters only is taken for a token.
-const MIN_TOKEN_LEN: usize = 16;
-
 /// The shape an SQL injection must have somewhere: a string closed and followed by an operator or
 /// keyword, a keyword followed by an operand, or a comment / terminator after a value. libinjection
 /// (a few microseconds a call) runs only on values with this shape (a regex DFA pass, nanoseconds).
@@ -136,7 +125,7 @@ fn sqli(norm: &str) -> Option<String> {
     if b.len() < 2 || !sqli_shape().is_match(b) {
         return None;
     }
-    if quoted_word_only(b) || token_only(b) {
+    if quoted_word_only(b) {
         return None;
     }
     let r = guarded(|| libinjectionrs::detect_sqli(b))?;

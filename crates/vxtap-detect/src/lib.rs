@@ -149,8 +149,8 @@ struct Inner {
     request_rules: Vec<u16>,
 }
 
-/// A loaded, compiled rule set. Cloning is cheap (the compiled set is shared), and [`Detector::builtin`]
-/// compiles the built-in set once per process, so each worker thread can take its own handle.
+/// A loaded rule set. Cloning is cheap (the set is shared), and [`Detector::builtin`] loads the
+/// built-in set once per process, so each worker thread can take its own handle.
 ///
 /// Each handle remembers the short values on which no rule matched, so a
 /// worker that owns its handle inspects a repeated header or argument once.
@@ -269,7 +269,8 @@ impl Prepared {
 }
 
 impl Detector {
-    /// The built-in rule set (`configs/rules.toml`, compiled once per process and shared).
+    /// The built-in rule set (`configs/rules.toml`, loaded once per process and shared; each pattern
+    /// is compiled when a value first reaches its rule).
     pub fn builtin() -> Detector {
         static BUILTIN: OnceLock<Arc<Inner>> = OnceLock::new();
         let inner = BUILTIN.get_or_init(|| {

@@ -159,10 +159,12 @@ pub(crate) struct Pattern {
     compiled: OnceLock<Compiled>,
 }
 
-/// A pattern's regex and the bytes its matches cannot do without.
+/// A pattern compiled: what running its rule needs.
 #[derive(Debug)]
 pub(crate) struct Compiled {
+    /// The pattern's regex, built as the `regex` crate would ([`regex_of`]).
     pub(crate) regex: Regex,
+    /// The bytes its matches cannot do without: a value lacking them is not scanned.
     pub(crate) required: Required,
 }
 
@@ -182,6 +184,7 @@ impl Pattern {
         self.compiled.get().is_some()
     }
 
+    /// Parses and compiles `source`; the error is the parser's or the regex builder's message.
     fn compile(source: &str) -> Result<Compiled, String> {
         let hir = parse(source)?;
         Ok(Compiled { regex: regex_of(&hir)?, required: Required::of(&hir) })
@@ -191,11 +194,12 @@ impl Pattern {
 /// When a rule set's patterns are compiled.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Compile {
-    /// All at load, on all cores, so that a bad pattern is an error there: rules files.
+    /// All at load (spread over the cores when there are enough rules), so that a bad pattern is an
+    /// error there: rules files.
     AtLoad,
     /// Each when a value first reaches its rule: the built-in set, whose patterns its tests compile.
-    /// Compiling all 56 was 80% of the detector's start-up (35 of 45 ms), which `vxtap pcap` waits
-    /// for, and an ordinary capture reaches about 36 of them.
+    /// Compiling patterns is most of the detector's start-up, which `vxtap pcap` waits for, and an
+    /// ordinary capture reaches only some of them (docs/detection.md, start-up).
     OnFirstUse,
 }
 
@@ -266,7 +270,7 @@ pub(crate) fn compile(text: &str, origin: &str, when: Compile) -> Result<Vec<Rul
     let file: RulesFile = toml::from_str(text)
         .map_err(|e| RulesError::Syntax { origin: origin.to_string(), message: e.to_string() })?;
     // Compiling patterns is most of the detector's start-up time, which `vxtap pcap` waits for:
-    // when they are compiled at load, that is done on all cores.
+    // when they are compiled at load, that is spread over the cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = match when {
         Compile::AtLoad => cores.min(file.rule.len() / RULES_PER_THREAD).max(1),

@@ -127,17 +127,16 @@ fn sqli() {
 }
 
 #[test]
-fn sqli_comment_is_found_unless_the_value_is_one_token() {
+fn sqli_number_and_comment_is_found_however_padded() {
+    // `42--` ends the query on MSSQL, PostgreSQL, SQLite and Oracle (`WHERE id=42--xxx AND
+    // owner=7`); padding it into a token-like value must not hide it. A random token that begins
+    // this way (1 in ~26,000 base64url tokens) is flagged too: docs/detection.md, known false positives.
     let det = Detector::builtin();
-    let sqli_in_cookie = |v: &str| {
+    for v in ["42--", "42--xxxxxxxxxxxxxxxx", "6--gbqR2xK_f7TzqJ0aLm4Wc9yNpE1sHv", "6-- gbqR2xK_f7TzqJ0aLm4"]
+    {
         let f = det.inspect(&req("GET", "/", &[("Cookie", &format!("session={}", enc(v)))], b""));
-        f.iter().any(|x| x.attack_class.iter().any(|c| c == "sqli"))
-    };
-    // the same number and comment are an injection when the value is short or not one token
-    for v in ["6--", "6-- gbqR2xK_f7TzqJ0aLm4Wc9yNpE1sHv", "6--gbqR2xK_f7Tz qJ0aLm4Wc9yNpE1sHv"] {
-        assert!(sqli_in_cookie(v), "{v}");
+        assert!(f.iter().any(|x| x.attack_class.iter().any(|c| c == "sqli")), "{v}: {f:?}");
     }
-    assert!(!sqli_in_cookie("6--gbqR2xK_f7TzqJ0aLm4Wc9yNpE1sHv"));
 }
 
 #[test]
@@ -463,10 +462,6 @@ fn benign_lookalikes() {
         &[("Authorization", jwt), ("Cookie", "_ga=GA1.2.1.2; sid=YWJjZGVm+/==")],
         b"",
     ));
-    // random base64url tokens: 1 in ~26,000 begins with a digit and `--`, libinjection's `1c`
-    let token = "6--gbqR2xK_f7TzqJ0aLm4Wc9yNpE1sHv";
-    assert_benign(&req("GET", "/", &[("Cookie", &format!("session={token}; theme=dark"))], b""));
-    assert_benign(&get(&format!("/s?state={token}")));
     let body = r#"{"name":"Seán O'Brien","bio":"I <3 SQL; union reps select a chair & drop by","avatar":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="}"#;
     assert_benign(&req("POST", "/api/profile", &[("Content-Type", "application/json")], body.as_bytes()));
     let form = "comment=%3Cp%3EGreat+product%2C+%3Cb%3Ewould%3C%2Fb%3E+buy+again%21+See+%3Ca+href%3D%22https%3A%2F%2Fexample.com%2Fr%22%3Emy+review%3C%2Fa%3E%3C%2Fp%3E";
