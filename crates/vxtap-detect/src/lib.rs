@@ -162,7 +162,7 @@ pub struct Detector {
 
 impl Clone for Detector {
     fn clone(&self) -> Self {
-        Detector { inner: Arc::clone(&self.inner), limits: self.limits, memo: Mutex::default() }
+        Detector::of(Arc::clone(&self.inner)).with_limits(self.limits)
     }
 }
 
@@ -278,7 +278,7 @@ impl Detector {
                 .unwrap_or_else(|e| panic!("built-in rules are invalid: {e}"));
             Arc::new(Inner::new(rules))
         });
-        Detector { inner: Arc::clone(inner), limits: Limits::default(), memo: Mutex::default() }
+        Detector::of(Arc::clone(inner))
     }
 
     /// Loads a rule set from a TOML file in the format of `configs/rules.toml`.
@@ -292,7 +292,12 @@ impl Detector {
     /// Loads a rule set from TOML text; `origin` names it in error messages.
     pub fn from_rules_str(text: &str, origin: &str) -> Result<Detector, RulesError> {
         let rules = rules::compile(text, origin, Compile::AtLoad)?;
-        Ok(Detector { inner: Arc::new(Inner::new(rules)), limits: Limits::default(), memo: Mutex::default() })
+        Ok(Detector::of(Arc::new(Inner::new(rules))))
+    }
+
+    /// A handle on a compiled set, with the default limits and an empty memo.
+    fn of(inner: Arc<Inner>) -> Detector {
+        Detector { inner, limits: Limits::default(), memo: Mutex::default() }
     }
 
     /// The same rules with other limits.

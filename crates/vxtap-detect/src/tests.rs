@@ -523,11 +523,7 @@ fn rules_file_errors_name_the_rule_and_line() {
 fn builtin_patterns_compile_when_first_needed() {
     use crate::rules::{Compile, Engine};
     let rules = crate::rules::compile(crate::BUILTIN_RULES, "built in", Compile::OnFirstUse).expect("rules");
-    let det = Detector {
-        inner: std::sync::Arc::new(crate::Inner::new(rules)),
-        limits: Limits::default(),
-        memo: std::sync::Mutex::default(),
-    };
+    let det = Detector::of(std::sync::Arc::new(crate::Inner::new(rules)));
     let compiled = || {
         det.inner.rules.iter().filter(|r| matches!(&r.engine, Engine::Regex(p) if p.is_compiled())).count()
     };
