@@ -2028,11 +2028,22 @@ def count_http_events(path):
 
 
 def cmd_counters(a):
-    """vxtap's packets_total and this namespace's UDP counters, read back to back (a baseline)."""
-    status, text = http_get(a.health, "/metrics")
-    m = parse_metrics(text)
-    print(json.dumps({"packets_total": int(m.get("vxtap_packets_total", -1)),
-                      "udp": udp_counters()}))
+    """vxtap's packets_total and this namespace's UDP counters once both stay the same for 50 ms (a
+    baseline). Read back to back only, a datagram the kernel had counted but vxtap had not yet taken
+    in (a stray mirrored IPv6 neighbour or router message before the client starts) made the settle
+    check expect one packet fewer than vxtap then counted."""
+    def sample():
+        _, text = http_get(a.health, "/metrics")
+        return int(parse_metrics(text).get("vxtap_packets_total", -1)), udp_counters()
+    prev = sample()
+    end = time.time() + 5
+    while time.time() < end:
+        time.sleep(0.05)
+        cur = sample()
+        if cur == prev:
+            break
+        prev = cur
+    print(json.dumps({"packets_total": prev[0], "udp": prev[1]}))
     return 0
 
 

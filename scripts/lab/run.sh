@@ -462,7 +462,7 @@ if [ "$PLUMBING" = 0 ]; then
     if [ "$REPLAY_CHECK" = 1 ]; then start_replay_target; fi
     start_vxtap
     if [ -n "$IMPAIR" ]; then start_relay; fi
-    # baseline: vxtap's packet count and the namespace's UDP counters, read back to back
+    # baseline: vxtap's packet count and the namespace's UDP counters, once both are still
     BASE="$(nse "$NS_T" python3 "$LAB" counters --health "$HEALTH")"
     UDP_BEFORE="$(python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["udp"]))' "$BASE")"
 else
