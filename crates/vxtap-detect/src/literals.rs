@@ -1,8 +1,11 @@
 //! The prefilter automata: every occurrence of every literal in a value, reported in the order of
-//! an overlapping Aho-Corasick search, found by two walks over the halves of a long value at once.
+//! an overlapping Aho-Corasick search, found by two walks over the two halves of a value at once.
 //!
-//! One walk is a chain of dependent table loads (the next state needs the previous one), so a long
-//! value waits on memory at every byte; two independent walks overlap those waits (four did no better).
+//! One walk is a chain of dependent table loads (the next state needs the previous one), so a value
+//! waits on memory at every byte; two independent walks overlap those waits (three or four did no
+//! better). The second walk warms up beside the first instead of before it, so values from 64 bytes
+//! gain too: 1.9 → 1.1 ns/byte at 186 bytes (the benchmark's average value walked), 1.3 → 1.15 at
+//! 4 KiB, on the built-in rules' largest automaton.
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{Anchored, MatchKind, PatternID, dfa, nfa};
@@ -52,8 +55,9 @@ pub(crate) struct Scratch {
     second: Vec<StateID>,
 }
 
-/// Values shorter than this are walked in one piece.
-const SPLIT_MIN_LEN: usize = 256;
+/// Values shorter than this (or than twice the longest literal) are walked in one piece: the two
+/// walks would take nearly as many steps.
+const SPLIT_MIN_LEN: usize = 64;
 
 fn scan<A: Automaton>(aut: &A, hay: &[u8], scratch: &mut Scratch, mut report: impl FnMut(PatternID)) {
     let Ok(start) = aut.start_state(Anchored::No) else { return };
@@ -63,15 +67,23 @@ fn scan<A: Automaton>(aut: &A, hay: &[u8], scratch: &mut Scratch, mut report: im
     // The state after a byte is the trie node of the longest suffix that is a prefix of a literal,
     // which the last `lead` bytes decide: a walk started `lead` bytes early is in step by then.
     let lead = aut.max_pattern_len();
-    let half = hay.len() / 2;
-    if hay.len() < SPLIT_MIN_LEN || half < lead {
+    if hay.len() < SPLIT_MIN_LEN.max(2 * lead) {
         walk(aut, start, hay, first);
     } else {
-        // the first walk finds the matches ending in the first half; the second, started `lead`
-        // bytes before the second half, those ending after it
-        let warm = hay[half - lead..half].iter().fold(start, |sid, &b| aut.next_state(Anchored::No, sid, b));
-        let (mut a, mut b) = (start, warm);
-        for (&x, &y) in hay[..half].iter().zip(&hay[half..]) {
+        // The first walk takes the bytes before `mid` and finds the matches ending there; the
+        // second starts `lead` bytes before `mid`, notes nothing until it reaches `mid`, and finds
+        // those ending after it. `mid` gives both walks the same number of steps.
+        let mid = (hay.len() + lead) / 2;
+        let (head, tail) = (&hay[..mid], &hay[mid - lead..]);
+        let (mut a, mut b) = (start, start);
+        for (&x, &y) in head[..lead].iter().zip(&tail[..lead]) {
+            a = aut.next_state(Anchored::No, a, x);
+            b = aut.next_state(Anchored::No, b, y);
+            if aut.is_special(a) {
+                first.push(a);
+            }
+        }
+        for (&x, &y) in head[lead..].iter().zip(&tail[lead..]) {
             a = aut.next_state(Anchored::No, a, x);
             b = aut.next_state(Anchored::No, b, y);
             if aut.is_special(a) {
@@ -81,7 +93,7 @@ fn scan<A: Automaton>(aut: &A, hay: &[u8], scratch: &mut Scratch, mut report: im
                 second.push(b);
             }
         }
-        walk(aut, b, &hay[2 * half..], second);
+        walk(aut, b, &tail[mid..], second);
     }
     for &sid in first.iter().chain(second.iter()) {
         if aut.is_match(sid) {
