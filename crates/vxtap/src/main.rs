@@ -119,7 +119,9 @@ fn print_summary(metrics: &Metrics, extra: serde_json::Value) {
     if let (Some(map), serde_json::Value::Object(more)) = (summary.as_object_mut(), extra) {
         map.extend(more);
     }
-    eprintln!("{summary}");
+    // formatted first: stderr is unbuffered, and the value's Display writes it token by token
+    let line = summary.to_string() + "\n";
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// Reads every file in order; a bad file is reported and skipped, making the exit code 2.
