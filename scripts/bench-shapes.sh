@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=${1:-91}
 runs=${2:-5}
+[ "$runs" -ge 1 ] 2> /dev/null || { echo "bench-shapes: RUNS must be a number from 1" >&2; exit 1; }
 out=${BENCH_DIR:-target/bench}/shapes-$seed
 mkdir -p "$out"
 command -v tshark >/dev/null || { echo "bench-shapes: needs tshark (apt-get install tshark)" >&2; exit 1; }
@@ -26,14 +27,19 @@ shapes=(
 
 millis() { date +%s%3N; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-vxtap_median() { # pcap, extra arguments...: median wall ms of `runs` runs; events of the last in $out/events
+vxtap_median() { # pcap, extra arguments...: median wall ms of `runs` runs (the lower middle one when
+    # even); events of the last in $out/events; a failed run ends the script
     local pcap=$1; shift
     for _ in $(seq "$runs"); do
         # the previous run's events are deleted untimed: the shell's truncation would free their
         # page cache inside the timed run
         rm -f "$out/events"
         local start; start=$(millis)
-        target/release/vxtap pcap "$pcap" "$@" > "$out/events" 2> /dev/null
+        if ! target/release/vxtap pcap "$pcap" "$@" > "$out/events" 2> "$out/stderr"; then
+            echo "bench-shapes: vxtap pcap $pcap $* failed:" >&2
+            tail -5 "$out/stderr" >&2
+            exit 1
+        fi
         echo $(($(millis) - start))
     done | median
 }

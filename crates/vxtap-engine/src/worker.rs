@@ -95,8 +95,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// An empty pipeline counting into `metrics` (request counters and anomalies as
-    /// [`Pipeline::take_events`] takes the events).
+    /// An empty pipeline counting into `metrics` (request counters, anomalies and, with the
+    /// detector, alerts as [`Pipeline::take_events`] takes the events).
     pub fn new(cfg: Arc<EngineConfig>, metrics: Arc<Metrics>) -> Pipeline {
         let out = WorkerOutput::new(&cfg, metrics, None);
         let defrag = Defragmenter::new(DefragConfig::default());
@@ -210,7 +210,7 @@ pub(crate) struct WorkerOutput {
     hook: Option<RequestHook>,
     /// Transactions waiting to be recorded, when the detector runs (see [`DETECT_BATCH`]).
     waiting: Vec<(Origin, Transaction)>,
-    /// The request bytes they hold.
+    /// About the bytes they hold (see [`DETECT_BATCH_BYTES`]).
     waiting_bytes: usize,
 }
 
@@ -220,8 +220,9 @@ pub(crate) struct WorkerOutput {
 /// docs/performance.md). Whatever waits is recorded whenever the worker hands its events on,
 /// after every batch of segments, so a request waits no longer than the batch it completed in.
 const DETECT_BATCH: usize = 64;
-/// Transactions also stop waiting once they hold this many request bytes, so large bodies held for
-/// a run stay a small, bounded amount beside the memcap.
+/// Transactions also stop waiting once they hold about this many bytes, measured as the events they
+/// will make ([`size_hint`]: bodies, request and response heads, a fixed cost each), so what a run
+/// holds beside the memcap stays small and bounded.
 const DETECT_BATCH_BYTES: usize = 1 << 20;
 
 impl WorkerOutput {
@@ -253,10 +254,7 @@ impl WorkerOutput {
             self.record(&origin, &tx);
             return;
         }
-        let request = &tx.request;
-        self.waiting_bytes += request.body.len()
-            + request.target.len()
-            + request.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
+        self.waiting_bytes += size_hint(&tx, 0);
         self.waiting.push((origin, tx));
         if self.waiting.len() >= DETECT_BATCH || self.waiting_bytes >= DETECT_BATCH_BYTES {
             self.record_waiting();
