@@ -1096,9 +1096,9 @@ impl Conversation {
         self.sh.out_mem = 0;
     }
 
-    /// Bytes held, for memory accounting (approximate): head buffers (their capacity, at most 4 KiB
-    /// each is kept between messages), request bodies, heads and slots of queued or not yet drained
-    /// transactions. 0 once finished and drained.
+    /// Bytes held, for memory accounting (approximate): head buffers of heads being read (their
+    /// capacity), request bodies, heads and slots of queued or not yet drained transactions. 0 once
+    /// drained between messages and once finished and drained.
     pub fn buffered_bytes(&self) -> usize {
         let dirs: usize = self
             .dirs
