@@ -591,7 +591,9 @@ enum SState {
 struct RespDir {
     head: HeadReader,
     state: SState,
-    cur: Option<(Target, Response)>,
+    /// The response being read and whom it answers; boxed, since inline it made both directions
+    /// of every connection 88 bytes larger (a direction is the larger of the two kinds).
+    cur: Option<(Target, Box<Response>)>,
     cur_mem: usize,
 }
 
@@ -772,7 +774,7 @@ impl RespDir {
         self.cur_mem = self.head.buf.len();
         self.head.clear();
         let (target, kind) = sh.pair();
-        self.cur = Some((target, resp));
+        self.cur = Some((target, Box::new(resp)));
         if status == 101 || (kind.connect && (200..300).contains(&status)) {
             self.finish_response(sh, ts, false);
             sh.upgraded();
@@ -799,7 +801,7 @@ impl RespDir {
                 Target::Seq(seq) => sh.entry(seq),
                 Target::Ghost | Target::Nobody => None,
             } {
-                e.response = Some(resp);
+                e.response = Some(*resp);
                 e.resp_mem = self.cur_mem;
             }
             self.cur_mem = 0;
