@@ -339,8 +339,8 @@ pub(crate) struct HttpFlow {
 }
 
 /// The part of a flow's [`FlowInfo`] its events name. A flow keeps only this: the whole `FlowInfo`
-/// made every flow 64 bytes larger and the allocator's size class a step higher (896 → 1,024
-/// bytes), on every open flow (docs/performance.md, tenth pass).
+/// made every open flow 64 bytes larger, a step up in the allocator's size classes
+/// (docs/performance.md, tenth pass).
 struct Connection {
     flow_id: u64,
     a: SocketAddr,
@@ -490,12 +490,12 @@ mod tests {
     }
 
     #[test]
-    fn an_open_flow_fits_the_allocators_896_byte_size_class() {
+    fn an_open_flow_fits_the_allocators_768_byte_size_class() {
         // FLOW_OVERHEAD is the boxed flow plus its table slot, timer entries and allocator
         // overhead. Every open flow pays the size class its box falls in: 1,280 bytes before the
-        // tenth pass, 896 now (docs/performance.md).
+        // tenth pass, 768 now (docs/performance.md).
         let slots = 3 * std::mem::size_of::<(vxtap_reassembly::FlowKey, u64)>() + 64;
         let boxed = FlowTable::<HttpFlow>::FLOW_OVERHEAD - slots;
-        assert!(boxed <= 896, "a flow grew to {boxed} bytes, past jemalloc's 896-byte size class");
+        assert!(boxed <= 768, "a flow grew to {boxed} bytes, past jemalloc's 768-byte size class");
     }
 }

@@ -33,16 +33,21 @@ pub(crate) enum Prefix {
 #[derive(Debug, Default)]
 pub(crate) struct HeadReader {
     pub(crate) buf: Vec<u8>,
-    /// Where the current, incomplete line starts in `buf`.
-    line_start: usize,
+    /// Where the current, incomplete line starts in `buf`. Offsets are `u32` ([`MAX_HEAD`]): every
+    /// connection has two readers, and `usize` offsets put every flow in a larger allocator size
+    /// class (docs/performance.md, tenth pass).
+    line_start: u32,
     /// Index just after the LF of the first line; 0 while the first line is incomplete.
-    pub(crate) first_line_end: usize,
+    pub(crate) first_line_end: u32,
     /// Timestamp of the chunk that delivered the first byte.
     pub(crate) start_ts: u64,
     /// Early method check progress.
-    checked: usize,
+    checked: u32,
     method_done: bool,
 }
+
+/// A head is at most this long whatever the configured limit, so offsets into it fit a `u32`.
+const MAX_HEAD: usize = u32::MAX as usize;
 
 impl HeadReader {
     pub(crate) fn is_empty(&self) -> bool {
@@ -68,8 +73,9 @@ impl HeadReader {
 
     /// Drops the first `n` bytes of a head whose first line is complete (junk before a request line).
     pub(crate) fn drop_front(&mut self, n: usize) {
-        let n = n.min(self.first_line_end);
+        let n = n.min(self.first_line_end as usize);
         self.buf.drain(..n);
+        let n = n as u32;
         self.line_start -= n;
         self.first_line_end -= n;
         self.checked = self.checked.saturating_sub(n);
@@ -85,6 +91,7 @@ impl HeadReader {
     /// Consumes bytes of `data`; returns how many were consumed and why it stopped.
     /// Empty lines before the start line are skipped.
     pub(crate) fn feed(&mut self, data: &[u8], ts: u64, max: usize) -> (usize, HeadEvent) {
+        let max = max.min(MAX_HEAD);
         let mut i = 0;
         if self.buf.is_empty() {
             while i < data.len() && (data[i] == b'\r' || data[i] == b'\n') {
@@ -113,7 +120,7 @@ impl HeadReader {
                     if self.buf.len() + off + 1 > max {
                         return (i, HeadEvent::TooLarge);
                     }
-                    let line_len = self.buf.len() - self.line_start + off;
+                    let line_len = self.buf.len() - self.line_start as usize + off;
                     let empty = match line_len {
                         0 => true,
                         1 => {
@@ -125,9 +132,10 @@ impl HeadReader {
                     };
                     self.buf.extend_from_slice(&rest[..=off]);
                     i += off + 1;
-                    self.line_start = self.buf.len();
+                    // At most `max`, so within `MAX_HEAD`.
+                    self.line_start = self.buf.len() as u32;
                     if self.first_line_end == 0 {
-                        self.first_line_end = self.buf.len();
+                        self.first_line_end = self.line_start;
                         return (i, HeadEvent::FirstLine);
                     }
                     if empty {
@@ -140,12 +148,12 @@ impl HeadReader {
 
     /// The first line without its line end (CR LF or LF); only valid once it is complete.
     pub(crate) fn first_line(&self) -> &[u8] {
-        strip_cr(&self.buf[..self.first_line_end.saturating_sub(1)])
+        strip_cr(&self.buf[..(self.first_line_end as usize).saturating_sub(1)])
     }
 
     /// The header section (everything after the first line).
     pub(crate) fn header_section(&self) -> &[u8] {
-        &self.buf[self.first_line_end.min(self.buf.len())..]
+        &self.buf[(self.first_line_end as usize).min(self.buf.len())..]
     }
 
     /// Incremental check that the start line begins with `token SP`; constant work per new byte.
@@ -153,9 +161,9 @@ impl HeadReader {
         if self.method_done {
             return Prefix::Ok;
         }
-        let end = if self.first_line_end == 0 { self.buf.len() } else { self.first_line_end };
-        while self.checked < end {
-            let b = self.buf[self.checked];
+        let end = if self.first_line_end == 0 { self.buf.len() } else { self.first_line_end as usize };
+        while (self.checked as usize) < end {
+            let b = self.buf[self.checked as usize];
             if b == b' ' {
                 if self.checked == 0 {
                     return Prefix::Bad;
