@@ -491,11 +491,9 @@ mod tests {
 
     #[test]
     fn an_open_flow_fits_the_allocators_768_byte_size_class() {
-        // FLOW_OVERHEAD is the boxed flow plus its table slot, timer entries and allocator
-        // overhead. Every open flow pays the size class its box falls in: 1,280 bytes before the
-        // tenth pass, 768 now (docs/performance.md).
-        let slots = 3 * std::mem::size_of::<(vxtap_reassembly::FlowKey, u64)>() + 64;
-        let boxed = FlowTable::<HttpFlow>::FLOW_OVERHEAD - slots;
+        // Every open flow pays the size class its box falls in: 1,280 bytes before the tenth pass,
+        // 768 now (docs/performance.md).
+        let boxed = FlowTable::<HttpFlow>::FLOW_SIZE;
         assert!(boxed <= 768, "a flow grew to {boxed} bytes, past jemalloc's 768-byte size class");
     }
 }

@@ -1094,6 +1094,7 @@ impl Conversation {
         }
         self.sh.queue = VecDeque::new();
         self.sh.ghosts = VecDeque::new();
+        self.sh.proxy = None;
         self.finished = true;
     }
 
@@ -1106,24 +1107,29 @@ impl Conversation {
     }
 
     /// Bytes held, for memory accounting (approximate): head buffers of heads being read (their
-    /// capacity), request bodies, heads and slots of queued or not yet drained transactions. 0 once
-    /// drained between messages and once finished and drained.
+    /// capacity), request bodies, heads and slots of queued or not yet drained transactions, and
+    /// what the connection keeps boxed beside its own state (a response being read, early server
+    /// bytes, a PROXY header's addresses). Between messages, once drained, only the PROXY header's
+    /// addresses if one came; 0 once finished and drained.
     pub fn buffered_bytes(&self) -> usize {
         let dirs: usize = self
             .dirs
             .iter()
             .map(|d| match d {
                 Dir::Req(r) => r.head.mem(),
-                Dir::Resp(r) => r.head.mem() + r.cur_mem,
+                Dir::Resp(r) => {
+                    r.head.mem() + r.cur_mem + r.cur.as_ref().map_or(0, |_| size_of::<Response>())
+                }
                 Dir::Off => 0,
             })
             .sum();
         let queued: usize = self.sh.queue.iter().map(Entry::mem).sum();
-        let slots = self.sh.queue.capacity() * std::mem::size_of::<Entry>()
-            + self.sh.out.capacity() * std::mem::size_of::<Output>();
+        let slots =
+            self.sh.queue.capacity() * size_of::<Entry>() + self.sh.out.capacity() * size_of::<Output>();
         let held: usize = self.preamble.iter().flatten().map(Vec::len).sum::<usize>()
-            + self.early_response.as_ref().map_or(0, |e| e.0.len());
-        dirs + queued + slots + held + self.sh.out_mem
+            + self.early_response.as_ref().map_or(0, |e| size_of::<(Vec<u8>, u64)>() + e.0.capacity());
+        let proxy = self.sh.proxy.as_ref().map_or(0, |_| size_of::<ProxyHeader>());
+        dirs + queued + slots + held + proxy + self.sh.out_mem
     }
 
     /// Applies role decisions and stops after a direction was fed.

@@ -330,10 +330,13 @@ pub struct FlowTable<H> {
 const TIMER_SLACK: usize = 4096;
 
 impl<H: StreamHandler> FlowTable<H> {
+    /// Size of a flow's boxed state (its two streams and its handler): what every open flow
+    /// allocates, whatever it buffers.
+    pub const FLOW_SIZE: usize = std::mem::size_of::<Flow<H>>();
+
     /// Memory charged per flow beyond its buffered bytes: the boxed flow with its handler, its table
     /// slot, a timer entry and allocator overhead.
-    pub const FLOW_OVERHEAD: usize =
-        std::mem::size_of::<Flow<H>>() + 3 * std::mem::size_of::<(FlowKey, u64)>() + 64;
+    pub const FLOW_OVERHEAD: usize = Self::FLOW_SIZE + 3 * std::mem::size_of::<(FlowKey, u64)>() + 64;
 
     /// An empty table.
     pub fn new(cfg: ReassemblyConfig) -> Self {
