@@ -7,6 +7,7 @@
 # Env: BENCH_DIR (default target/bench); the files go to $BENCH_DIR/shapes-SEED and are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/page-cache.sh
 seed=${1:-91}
 runs=${2:-5}
 [ "$runs" -ge 1 ] 2> /dev/null || { echo "bench-shapes: RUNS must be a number from 1" >&2; exit 1; }
@@ -57,7 +58,7 @@ for shape in "${shapes[@]}"; do
             "${options[@]}" 2> /dev/null
         mv "$pcap.tmp" "$pcap"
     fi
-    cat "$pcap" > /dev/null # page cache: every run reads from memory
+    load_into_page_cache "$pcap" # every run reads from memory, the same way
     start=$(millis)
     tshark -r "$pcap" -Y http.request -T fields -e http.request.method -e http.request.uri \
         > /dev/null 2>&1

@@ -5,6 +5,7 @@
 #   scripts/bench.sh [CONNECTIONS] [--no-tshark]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/page-cache.sh
 connections=${1:-22222}
 tshark=1
 [ "${2:-}" = "--no-tshark" ] && tshark=0
@@ -13,7 +14,7 @@ pcap=$(scripts/bench-pcap.sh "$connections")
 expected="$out/mix-$connections.jsonl"
 bytes=$(stat -c %s "$pcap")
 requests=$(wc -l < "$expected")
-cat "$pcap" > /dev/null # page cache: every run reads from memory
+load_into_page_cache "$pcap" # every run reads from memory, the same way
 
 run() { # label, command...
     local label=$1; shift

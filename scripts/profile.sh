@@ -6,6 +6,7 @@
 # (cargo) when missing. Needs perf_event_paranoid <= 1 or root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/page-cache.sh
 connections=22222
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then connections=$1; shift; fi
 [ "${1:-}" = "--" ] && shift
@@ -19,7 +20,7 @@ if ! command -v inferno-flamegraph >/dev/null; then
     cargo install --quiet --locked inferno
 fi
 pcap=$(scripts/bench-pcap.sh "$connections")
-cat "$pcap" > /dev/null # page cache: the profile is of vxtap, not of the disk
+load_into_page_cache "$pcap" # the profile is of vxtap, not of the disk
 
 for mode in detect no-detect; do
     args=()
