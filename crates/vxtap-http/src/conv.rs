@@ -891,13 +891,20 @@ pub struct Conversation {
     preamble: [Option<Vec<u8>>; 2],
     /// Server bytes that started a response while no request waited for one, and their time;
     /// boxed, since few connections have any and inline they made every flow 24 bytes larger.
-    early_response: Option<Box<(Vec<u8>, u64)>>,
+    early_response: Option<Box<EarlyResponse>>,
     /// Per direction: its next data answers bytes of the other direction still to come.
     ahead: [bool; 2],
 }
 
 /// Server bytes held for a request that has not been parsed yet, at most.
 const MAX_EARLY_RESPONSE: usize = 64 << 10;
+
+/// Server bytes held until their request is parsed, with the time the last of them arrived.
+#[derive(Debug, Default)]
+struct EarlyResponse {
+    bytes: Vec<u8>,
+    at: u64,
+}
 
 impl Conversation {
     /// A new conversation. `client_hint` is the peer that sent the SYN, when known; without it the
@@ -979,10 +986,9 @@ impl Conversation {
     fn release_early_response(&mut self, ts: u64) {
         self.ahead = [false; 2];
         let Some(held) = self.early_response.take() else { return };
-        let (bytes, at) = *held;
         let server = self.sh.client.map(|c| c.other().idx());
         if let Some(Dir::Resp(r)) = server.map(|s| &mut self.dirs[s]) {
-            r.feed(&bytes, at.min(ts), &mut self.sh);
+            r.feed(&held.bytes, held.at.min(ts), &mut self.sh);
         }
     }
 
@@ -1007,13 +1013,13 @@ impl Conversation {
             }
             Dir::Resp(r) => {
                 let early = self.ahead[d] && r.at_boundary() && !self.sh.awaits_response();
-                let held = self.early_response.as_ref().map_or(0, |e| e.0.len());
+                let held = self.early_response.as_ref().map_or(0, |e| e.bytes.len());
                 if early && held + data.len() <= MAX_EARLY_RESPONSE {
                     // The response overtook its request (the two directions take different paths):
                     // keep it until the request is parsed.
                     let e = self.early_response.get_or_insert_default();
-                    e.0.extend_from_slice(data);
-                    e.1 = ts;
+                    e.bytes.extend_from_slice(data);
+                    e.at = ts;
                     return;
                 }
                 self.release_early_response(ts);
@@ -1127,7 +1133,7 @@ impl Conversation {
         let slots =
             self.sh.queue.capacity() * size_of::<Entry>() + self.sh.out.capacity() * size_of::<Output>();
         let held: usize = self.preamble.iter().flatten().map(Vec::len).sum::<usize>()
-            + self.early_response.as_ref().map_or(0, |e| size_of::<(Vec<u8>, u64)>() + e.0.capacity());
+            + self.early_response.as_ref().map_or(0, |e| size_of::<EarlyResponse>() + e.bytes.capacity());
         let proxy = self.sh.proxy.as_ref().map_or(0, |_| size_of::<ProxyHeader>());
         dirs + queued + slots + held + proxy + self.sh.out_mem
     }
