@@ -334,7 +334,6 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
     let mut cur = input.to_vec();
     let mut tmp = Vec::with_capacity(input.len());
     for round in 0..DECODE_ROUNDS {
-        let before = cur.len();
         let mut changed = false;
         let spaces = plus && round == 0 && memchr::memchr(b'+', &cur).is_some();
         if spaces || memchr::memchr(b'%', &cur).is_some() {
@@ -367,7 +366,6 @@ pub fn normalize(input: &[u8], plus: bool) -> (String, NormInfo) {
                 changed = true;
             }
         }
-        let _ = before;
         if !changed {
             break;
         }
