@@ -59,9 +59,11 @@ for shape in "${shapes[@]}"; do
         mv "$pcap.tmp" "$pcap"
     fi
     load_into_page_cache "$pcap" # every run reads from memory, the same way
+    rm -f "$out/tshark"
     start=$(millis)
+    # to a file, as vxtap's events go to one (and as in bench.sh)
     tshark -r "$pcap" -Y http.request -T fields -e http.request.method -e http.request.uri \
-        > /dev/null 2>&1
+        > "$out/tshark" 2> /dev/null
     tshark_ms=$(($(millis) - start))
     plain_ms=$(vxtap_median "$pcap" --no-detect)
     detect_ms=$(vxtap_median "$pcap")
