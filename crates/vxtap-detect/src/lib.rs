@@ -135,6 +135,9 @@ struct KindFilter {
     automaton: usize,
     /// Pattern id → rule indices of this kind (empty for a literal only other kinds use).
     literal_rules: Vec<Vec<u16>>,
+    /// Pattern id → the views ([`View::bit`]) of this kind's rules that a value holding the literal
+    /// may differ in ([`View::triggers`]): those views are walked too.
+    literal_views: Vec<u8>,
     /// Rules without literals that target this kind, run on every such value.
     always: Vec<u16>,
 }
@@ -255,6 +258,12 @@ impl Prepared {
     fn view(&mut self, v: View) -> &str {
         let Some(derive) = v.derivation() else { return &self.norm };
         self.views[v as usize].get_or_insert_with(|| derive(&self.norm)).as_deref().unwrap_or(&self.norm)
+    }
+
+    /// View `v` when it differs from the value.
+    fn derived(&mut self, v: View) -> Option<&str> {
+        self.view(v);
+        self.views[v as usize].as_ref().and_then(Option::as_deref).filter(|text| *text != self.norm)
     }
 
     /// View `v` with its profile (shared with the value's when the view is the value itself).
@@ -412,9 +421,9 @@ impl Detector {
         let Some(cost) = scan_cost(v, &norm) else {
             return Ok(Outcome { charge: 0, matches: Vec::new() });
         };
-        self.inner.candidates(v, &norm, scratch);
-        let charge = scratch.candidates.len().saturating_mul(cost);
         let mut prep = Prepared::new(norm);
+        self.inner.candidates(v, &mut prep, scratch);
+        let charge = scratch.candidates.len().saturating_mul(cost);
         if charge > budget {
             return Err(Box::new(prep));
         }
@@ -466,13 +475,16 @@ struct Scratch {
 }
 
 impl Inner {
-    /// The rules to run on `v` (normalised to `norm`): those whose prefilter literals occur in it,
-    /// in the order the automaton finds them, then those without literals; header rules only on
-    /// the headers they name.
-    fn candidates(&self, v: &extract::Value, norm: &str, scratch: &mut Scratch) {
+    /// The rules to run on `v` (prepared in `prep`): those whose prefilter literals occur in the view
+    /// they read, in the order the automaton finds them (in the value, then in each view that
+    /// differs from it), then those without literals; header rules only on the headers they name.
+    fn candidates(&self, v: &extract::Value, prep: &mut Prepared, scratch: &mut Scratch) {
         let filter = &self.filters[v.kind as usize];
+        let automaton = &self.automata[filter.automaton];
         let Scratch { candidates, seen, later } = scratch;
-        self.automata[filter.automaton].for_each_match(norm.as_bytes(), later, |p| {
+        let mut views = 0;
+        automaton.for_each_match(prep.norm.as_bytes(), later, |p| {
+            views |= filter.literal_views[p.as_usize()];
             for &ri in &filter.literal_rules[p.as_usize()] {
                 if !seen[ri as usize] {
                     seen[ri as usize] = true;
@@ -480,6 +492,19 @@ impl Inner {
                 }
             }
         });
+        // a view can hold a literal the value lacks (`order/**/by` is `order by` in the SQL view):
+        // the rules that read it are looked for there too
+        for view in View::DERIVED.into_iter().filter(|view| views & view.bit() != 0) {
+            let Some(text) = prep.derived(view) else { continue };
+            automaton.for_each_match(text.as_bytes(), later, |p| {
+                for &ri in &filter.literal_rules[p.as_usize()] {
+                    if self.rules[ri as usize].view == view && !seen[ri as usize] {
+                        seen[ri as usize] = true;
+                        candidates.push(ri);
+                    }
+                }
+            });
+        }
         for &ri in candidates.iter() {
             seen[ri as usize] = false;
         }
@@ -520,9 +545,22 @@ impl Inner {
 /// with fewer literals keep their own small automaton, which reports fewer useless matches.
 const SHARED_AUTOMATON_MIN_LITERALS: usize = 300;
 
-/// One kind's prefilter literals, each with the rules that use it (in rule order), and its rules
-/// without literals.
-type KindLiterals<'a> = (Vec<(&'a str, Vec<u16>)>, Vec<u16>);
+/// One kind's prefilter literals, each with the rules that use it (in rule order) and the views it
+/// is a trigger of ([`KindFilter::literal_views`]), and its rules without literals.
+type KindLiterals<'a> = (Vec<(&'a str, Vec<u16>, u8)>, Vec<u16>);
+
+/// The entry of `lit` among a kind's literals, added when it is not there yet.
+fn literal_entry<'a, 'l>(
+    literals: &'l mut Vec<(&'a str, Vec<u16>, u8)>,
+    index: &mut HashMap<&'a str, usize>,
+    lit: &'a str,
+) -> &'l mut (&'a str, Vec<u16>, u8) {
+    let at = *index.entry(lit).or_insert_with(|| {
+        literals.push((lit, Vec::new(), 0));
+        literals.len() - 1
+    });
+    &mut literals[at]
+}
 
 impl Inner {
     fn new(rules: Vec<Rule>) -> Inner {
@@ -533,9 +571,10 @@ impl Inner {
         let per_kind: Vec<KindLiterals> = Kind::ALL
             .iter()
             .map(|kind| {
-                let mut literals: Vec<(&str, Vec<u16>)> = Vec::new();
+                let mut literals: Vec<(&str, Vec<u16>, u8)> = Vec::new();
                 let mut index: HashMap<&str, usize> = HashMap::new();
                 let mut always = Vec::new();
+                let mut views = 0;
                 for (i, r) in rules.iter().enumerate() {
                     if matches!(r.engine, Engine::Protocol(_)) || r.targets & kind.bit() == 0 {
                         continue;
@@ -545,12 +584,14 @@ impl Inner {
                         always.push(i);
                         continue;
                     }
+                    views |= r.view.bit();
                     for lit in &r.prefilter {
-                        let at = *index.entry(lit).or_insert_with(|| {
-                            literals.push((lit, Vec::new()));
-                            literals.len() - 1
-                        });
-                        literals[at].1.push(i);
+                        literal_entry(&mut literals, &mut index, lit).1.push(i);
+                    }
+                }
+                for view in View::DERIVED.into_iter().filter(|view| views & view.bit() != 0) {
+                    for trigger in view.triggers() {
+                        literal_entry(&mut literals, &mut index, trigger).2 |= view.bit();
                     }
                 }
                 (literals, always)
@@ -559,7 +600,7 @@ impl Inner {
         let mut shared: Vec<&str> = Vec::new();
         let mut shared_index: HashMap<&str, usize> = HashMap::new();
         for (literals, _) in per_kind.iter().filter(|(l, _)| l.len() >= SHARED_AUTOMATON_MIN_LITERALS) {
-            for &(lit, _) in literals {
+            for &(lit, ..) in literals {
                 shared_index.entry(lit).or_insert_with(|| {
                     shared.push(lit);
                     shared.len() - 1
@@ -572,15 +613,18 @@ impl Inner {
             .map(|(literals, always)| {
                 if literals.len() >= SHARED_AUTOMATON_MIN_LITERALS {
                     let mut literal_rules = vec![Vec::new(); shared.len()];
-                    for (lit, rs) in literals {
-                        literal_rules[shared_index.get(lit).copied().unwrap_or_default()] = rs;
+                    let mut literal_views = vec![0; shared.len()];
+                    for (lit, rs, views) in literals {
+                        let at = shared_index.get(lit).copied().unwrap_or_default();
+                        (literal_rules[at], literal_views[at]) = (rs, views);
                     }
-                    KindFilter { automaton: 0, literal_rules, always }
+                    KindFilter { automaton: 0, literal_rules, literal_views, always }
                 } else {
-                    let own: Vec<&str> = literals.iter().map(|(l, _)| *l).collect();
+                    let own: Vec<&str> = literals.iter().map(|(l, ..)| *l).collect();
                     automata.push(Literals::new(&own));
-                    let literal_rules = literals.into_iter().map(|(_, rs)| rs).collect();
-                    KindFilter { automaton: automata.len() - 1, literal_rules, always }
+                    let (literal_rules, literal_views) =
+                        literals.into_iter().map(|(_, rs, views)| (rs, views)).unzip();
+                    KindFilter { automaton: automata.len() - 1, literal_rules, literal_views, always }
                 }
             })
             .collect();

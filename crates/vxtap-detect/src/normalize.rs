@@ -415,6 +415,11 @@ pub fn sql_view(norm: &str) -> String {
     sql_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
 }
 
+/// What a value holds, one at least, when [`sql_view_if_changed`] changes it. The prefilter looks
+/// for these too and then also walks the view, where a rule's literal may be that the value lacks
+/// (`order by` in `order/**/by`).
+pub(crate) const SQL_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r", "\x0b", "\x0c", "/*", "  "];
+
 /// [`sql_view`], or `None` when it is `norm` itself (no comment, no whitespace but single spaces).
 pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
     let b = norm.as_bytes();
@@ -478,6 +483,11 @@ pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
 pub fn path_view(norm: &str) -> String {
     path_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
 }
+
+/// What a value holds, one at least, when [`path_view_if_changed`] changes it (as
+/// [`SQL_VIEW_TRIGGERS`]: `proc/` in `proc0x2fself`). Narrower than that function's own test, which
+/// only has to be quick: a `;` matters only after `..`, and `0x` only before a separator's code.
+pub(crate) const PATH_VIEW_TRIGGERS: &[&str] = &["\\", "//", "/./", "..;", "0x2e", "0x2f", "0x5c"];
 
 /// [`path_view`], or `None` when it is `norm` itself (no `\`, `;`, `//`, `/./` nor `0x`).
 pub(crate) fn path_view_if_changed(norm: &str) -> Option<String> {
@@ -551,6 +561,10 @@ fn hex_separators(norm: &str) -> String {
 pub fn markup_view(norm: &str) -> String {
     markup_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
 }
+
+/// What a value holds, one at least, when [`markup_view_if_changed`] changes it (as
+/// [`SQL_VIEW_TRIGGERS`]).
+pub(crate) const MARKUP_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r"];
 
 /// [`markup_view`], or `None` when it is `norm` itself (no tab, CR or LF).
 pub(crate) fn markup_view_if_changed(norm: &str) -> Option<String> {
@@ -676,6 +690,31 @@ mod tests {
             assert_eq!(hex_separators(s), chained, "{s}");
         }
         assert_eq!(path_view("..0x2f..0x5cwin.ini"), "../../win.ini");
+    }
+
+    #[test]
+    fn views_change_only_values_holding_a_trigger() {
+        // pieces of the bytes the views react to, so that every trigger turns up often
+        let pieces = [
+            " ", "\t", "\n", "\r", "\x0b", "\x0c", "/", "*", "!", "\\", ";", ".", "0x", "2e", "2f", "5c",
+            "41", "a", "é",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..20_000 {
+            let s: String = (0..len % 12)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    pieces[(state % pieces.len() as u64) as usize]
+                })
+                .collect();
+            for view in crate::rules::View::DERIVED {
+                let derive = view.derivation().expect("a derived view");
+                let changed = derive(&s).is_some_and(|text| text != s);
+                assert!(!changed || view.triggers().iter().any(|t| s.contains(t)), "{view:?} {s:?}");
+            }
+        }
     }
 
     #[test]

@@ -141,6 +141,24 @@ impl View {
             View::Markup => Some(normalize::markup_view_if_changed),
         }
     }
+
+    /// The views made from the normalised value, in the order the prefilter walks them.
+    pub(crate) const DERIVED: [View; 3] = [View::Sql, View::Path, View::Markup];
+
+    /// What a value holds, one at least, when this view of it differs from it.
+    pub(crate) fn triggers(self) -> &'static [&'static str] {
+        match self {
+            View::Norm => &[],
+            View::Sql => normalize::SQL_VIEW_TRIGGERS,
+            View::Path => normalize::PATH_VIEW_TRIGGERS,
+            View::Markup => normalize::MARKUP_VIEW_TRIGGERS,
+        }
+    }
+
+    /// This view's bit in a set of views.
+    pub(crate) fn bit(self) -> u8 {
+        1 << self as u8
+    }
 }
 
 /// How a rule decides.

@@ -192,6 +192,27 @@ fn lfi_and_path_normalisation() {
 }
 
 #[test]
+fn rules_find_their_literals_in_the_view_they_read() {
+    // each literal is whole only in the rule's view: comments and whitespace runs (SQL view), hex
+    // separators (path view)
+    let det = Detector::builtin();
+    for (value, id) in [
+        ("1 order/**/by 10--", 1000108),
+        ("1 order\tby 10--", 1000108),
+        ("1 order  by 10--", 1000108),
+        ("1/**/or/**/1=1", 1000103),
+        ("1 or\x0b1=1", 1000103),
+        ("x';set/**/@a=1--", 1000107),
+        ("load/**/data infile '/etc/passwd'", 1000106),
+        ("0x2e0x2e0x2f0x2e0x2e0x2f0x2e0x2e0x2fwindows0x2fwin.ini", 1000300),
+        ("/proc0x2fself0x2fenviron", 1000302),
+    ] {
+        let f = det.inspect(&get(&format!("/s?q={}", enc(value))));
+        assert!(f.iter().any(|x| x.signature_id == id), "{value:?}: {id} not in {f:?}");
+    }
+}
+
+#[test]
 fn rfi() {
     for p in
         ["http://evil.example/shell.txt?", "https://198.51.100.7/x.php", "\\\\evil.example\\share\\x.php"]
