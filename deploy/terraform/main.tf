@@ -45,6 +45,7 @@ locals {
     log_format       = var.log_format == null ? "" : var.log_format
     vxlan_port       = local.vxlan_port
     receivers        = var.receivers == null ? 0 : var.receivers
+    recv_buffer      = var.recv_buffer == null ? "" : var.recv_buffer
     health_port      = var.health_port
     drain_timeout    = var.drain_timeout
     http_mirror_port = local.http_mirror_enabled ? var.http_mirror_port : 0

@@ -302,6 +302,17 @@ variable "receivers" {
   default     = null
 }
 
+variable "recv_buffer" {
+  description = "vxtap `[listen] recv_buffer`: kernel receive buffer of each UDP socket, what a burst can queue while the workers catch up (the kernel doubles it). Default: vxtap's own (256MiB)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.recv_buffer == null || can(regex("^[0-9]+ ?([KMG]i?B?|B)?$", var.recv_buffer))
+    error_message = "The receive buffer is a number of bytes with an optional unit: 256MiB, 1GiB."
+  }
+}
+
 variable "body_limit" {
   description = "vxtap `body_limit`: request body bytes kept per request."
   type        = string

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use vxtap_capture::UdpOptions;
 use vxtap_decap::DecapConfig;
 use vxtap_engine::{EngineConfig, Overload};
 use vxtap_http::HttpConfig;
@@ -135,6 +136,11 @@ pub struct ListenArgs {
     /// UDP receive threads, each with its own SO_REUSEPORT socket [default: 1]
     #[arg(long, value_name = "N")]
     pub receivers: Option<usize>,
+    /// Kernel receive buffer of each UDP socket: what a burst can queue while the workers catch up.
+    /// The kernel doubles it and holds that much at most, only while datagrams wait; past
+    /// net.core.rmem_max only when vxtap may force it (root or CAP_NET_ADMIN) [default: 256MiB]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub recv_buffer: Option<u64>,
     /// Accept VXLAN/GENEVE datagrams only from these outer source blocks; others are counted and
     /// dropped [default: any]
     #[arg(long, value_name = "CIDR[,CIDR...]", value_delimiter = ',')]
@@ -190,6 +196,7 @@ struct ListenFile {
     health: Option<SocketAddr>,
     drain_timeout: Option<u64>,
     receivers: Option<usize>,
+    recv_buffer: Option<Size>,
     udp_allow: Option<Vec<String>>,
     http_mirror: Option<SocketAddr>,
     trusted_proxies: Option<Vec<String>>,
@@ -252,6 +259,8 @@ pub struct Settings {
     pub health: SocketAddr,
     pub drain_timeout_secs: u64,
     pub receivers: usize,
+    /// Requested kernel receive buffer of each UDP socket, in bytes.
+    pub recv_buffer: usize,
     pub log_format: LogFormat,
     pub replay: Option<ReplayConfig>,
     pub udp_allow: Vec<Cidr>,
@@ -274,8 +283,8 @@ fn load_file(path: &Path) -> Result<FileConfig> {
 }
 
 /// How long a live input waits for room in a full worker queue before it drops a batch: long enough
-/// that a burst is absorbed by the kernel's buffer (the socket's, 128 MiB when vxtap may force it;
-/// libpcap's, 64 MiB) instead of dropped, short enough that a worker that stopped making progress
+/// that a burst is absorbed by the kernel's buffer (the socket's, `--recv-buffer`; libpcap's,
+/// 64 MiB) instead of dropped, short enough that a worker that stopped making progress
 /// shows as counted drops within a tenth of a second.
 const LIVE_QUEUE_WAIT: Duration = Duration::from_millis(100);
 
@@ -348,6 +357,8 @@ pub fn resolve(
         wall_clock: live,
         ..EngineConfig::default()
     };
+    let recv_buffer = la.recv_buffer.or(lf.recv_buffer.map(Size::get));
+    let recv_buffer = recv_buffer.map_or(Ok(UdpOptions::default().recv_buffer_bytes), usize::try_from)?;
     let udp_text = la.udp.clone().or(lf.udp).unwrap_or_else(|| "0.0.0.0:4789".into());
     let udp = match udp_text.as_str() {
         "off" => None,
@@ -361,6 +372,7 @@ pub fn resolve(
         health: la.health.or(lf.health).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9445))),
         drain_timeout_secs: la.drain_timeout.or(lf.drain_timeout).unwrap_or(30),
         receivers: la.receivers.or(lf.receivers).unwrap_or(1).max(1),
+        recv_buffer,
         log_format: common.log_format.or(file.log_format).unwrap_or_default(),
         replay,
         udp_allow,
@@ -487,6 +499,11 @@ mod tests {
         assert_eq!(s.engine.http.body_limit, 2 << 20);
         assert_eq!(s.engine.decap.vnis, vec![7]);
         assert_eq!(s.udp, None);
+        assert_eq!(s.recv_buffer, UdpOptions::default().recv_buffer_bytes);
+        std::fs::write(&path, "[listen]\nrecv_buffer = \"8MiB\"\n").unwrap();
+        assert_eq!(resolve(&common, None, None, true).unwrap().recv_buffer, 8 << 20);
+        let flag = ListenArgs { recv_buffer: Some(16 << 20), ..ListenArgs::default() };
+        assert_eq!(resolve(&common, Some(&flag), None, true).unwrap().recv_buffer, 16 << 20);
         std::fs::write(&path, "wokers = 3\n").unwrap();
         let err = resolve(&common, None, None, true).unwrap_err().to_string();
         assert!(err.contains("wokers"), "{err}");

@@ -179,7 +179,8 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
     let mut receivers = Vec::new();
     if let Some(addr) = settings.udp {
         for n in 0..settings.receivers {
-            let receiver = UdpReceiver::bind(addr, &UdpOptions::default())?;
+            let options = UdpOptions { recv_buffer_bytes: settings.recv_buffer, ..UdpOptions::default() };
+            let receiver = UdpReceiver::bind(addr, &options)?;
             if n == 0 {
                 tracing::info!(
                     "receiving on udp {} ({} receiver(s), receive buffer {} bytes{})",
