@@ -189,6 +189,7 @@ locals {
     log_format       = ""
     vxlan_port       = 4789
     receivers        = 0
+    recv_buffer      = ""
     health_port      = 9445
     drain_timeout    = 30
     http_mirror_port = 0
@@ -206,6 +207,7 @@ locals {
     log_format       = "json"
     vxlan_port       = 4789
     receivers        = 2
+    recv_buffer      = "512MiB"
     health_port      = 9445
     drain_timeout    = 45
     http_mirror_port = 8445
@@ -276,12 +278,12 @@ bad = [f"{k} = {default.get(k)!r}, want {v!r}" for k, v in want.items() if defau
 lw = {"udp": "0.0.0.0:4789", "health": "0.0.0.0:9445", "drain_timeout": 30}
 bad += [f"listen.{k} = {default['listen'].get(k)!r}, want {v!r}" for k, v in lw.items() if default["listen"].get(k) != v]
 bad += [f"default config must not set {k}" for k in ("workers", "replay", "log_format") if k in default]
-bad += [f"default config must not set listen.{k}" for k in ("receivers", "http_mirror", "trusted_proxies")
+bad += [f"default config must not set listen.{k}" for k in ("receivers", "recv_buffer", "http_mirror", "trusted_proxies")
         if k in default["listen"]]
 fw = {"vni": [42], "ports": [80, 8080], "workers": 2, "replay": "http://internal-filtering-alb.example.invalid:80",
       "detect": False, "log_format": "json"}
 bad += [f"full: {k} = {full.get(k)!r}, want {v!r}" for k, v in fw.items() if full.get(k) != v]
-flw = {"receivers": 2, "http_mirror": "0.0.0.0:8445", "trusted_proxies": ["10.0.0.0/8", "192.168.0.0/16"],
+flw = {"receivers": 2, "recv_buffer": "512MiB", "http_mirror": "0.0.0.0:8445", "trusted_proxies": ["10.0.0.0/8", "192.168.0.0/16"],
        "drain_timeout": 45}
 bad += [f"full: listen.{k} = {full['listen'].get(k)!r}, want {v!r}" for k, v in flw.items()
         if full["listen"].get(k) != v]
@@ -539,7 +541,7 @@ if [ -n "$BIN" ]; then
     if [ -f "$TMP/render/default_config.out" ]; then
         check_config_with "$BIN" "$TMP/render/default_config.out" "the Terraform config with default variables" 1
         check_config_with "$BIN" "$TMP/render/full_config.out" \
-            "the Terraform config with replay_url, log_format, workers, receivers and the HTTP mirror set" 0
+            "the Terraform config with replay_url, log_format, workers, receivers, recv_buffer and the HTTP mirror set" 0
     fi
     # The unit is Type=notify with a watchdog: the binary must speak sd_notify.
     if ! grep -qa 'WATCHDOG=1' "$BIN"; then
