@@ -599,7 +599,7 @@ fn json<'a>(body: &'a [u8], c: &mut Collector<'a>) -> bool {
             }
             p.push_str(k);
         }
-        p.truncate(p.len().min(160));
+        p.truncate(p.floor_char_boundary(160));
         p.into_bytes()
     };
     while i < body.len() {

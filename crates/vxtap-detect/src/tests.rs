@@ -213,6 +213,17 @@ fn rules_find_their_literals_in_the_view_they_read() {
 }
 
 #[test]
+fn long_json_names_are_cut_between_characters() {
+    // a JSON location is cut to 160 bytes; three-byte characters put byte 160 inside one (found by
+    // the fuzz target)
+    let det = Detector::builtin();
+    let key = format!("a{}", "€".repeat(60));
+    let body = format!("{{\"{key}\":{{\"{key}\":\"1' or '1'='1\"}}}}");
+    let f = det.inspect(&req("POST", "/api", &[("Content-Type", "application/json")], body.as_bytes()));
+    assert!(classes(&f).contains(&"sqli".to_string()), "{f:?}");
+}
+
+#[test]
 fn rfi() {
     for p in
         ["http://evil.example/shell.txt?", "https://198.51.100.7/x.php", "\\\\evil.example\\share\\x.php"]
