@@ -6,6 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use vxtap_http::{Request, is_scheme_char, is_tchar, is_token};
 
+use crate::normalize::char_floor;
+
 /// A value-level check implemented in code (`engine = "special"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Special {
@@ -58,11 +60,7 @@ impl Special {
 /// unknown lookups → empty) until a `${jndi:` lookup appears; at most 64 steps over 1 KiB.
 pub(crate) fn jndi(norm: &str) -> Option<String> {
     let start = norm.find("${")?;
-    let mut end = norm.len().min(start + 1024);
-    while !norm.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut s = norm[start..end].to_string();
+    let mut s = norm[start..char_floor(norm, start + 1024)].to_string();
     for _ in 0..64 {
         let Some(open) = s.rfind("${") else { break };
         let Some(close_rel) = s[open..].find('}') else { break };
@@ -147,11 +145,7 @@ fn xss(norm: &str) -> Option<String> {
 
 /// At most 120 characters of a value, for a finding's fragment.
 pub(crate) fn excerpt(s: &str) -> String {
-    let mut end = s.len().min(120);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    s[..char_floor(s, 120)].to_string()
 }
 
 /// Host names of cloud metadata services and names that resolve to loopback.

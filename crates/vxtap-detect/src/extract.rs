@@ -10,6 +10,7 @@ use memchr::{memchr, memmem};
 use vxtap_http::{Request, is_scheme_char};
 
 use crate::Limits;
+use crate::normalize::char_floor;
 
 /// Where a value came from; rules say which kinds they look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -599,7 +600,7 @@ fn json<'a>(body: &'a [u8], c: &mut Collector<'a>) -> bool {
             }
             p.push_str(k);
         }
-        p.truncate(p.floor_char_boundary(160));
+        p.truncate(char_floor(&p, 160));
         p.into_bytes()
     };
     while i < body.len() {

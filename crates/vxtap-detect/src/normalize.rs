@@ -408,6 +408,16 @@ fn fold_text(input: &[u8]) -> String {
     out
 }
 
+/// The largest character boundary of `s` at or below `max` (what `str::floor_char_boundary` does
+/// from Rust 1.91, above this crate's minimum): where text is cut to a length in bytes.
+pub(crate) fn char_floor(s: &str, max: usize) -> usize {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 /// SQL view of a normalised value: `/* comments */` become a space, MySQL executable comments
 /// `/*!50000 x */` keep their content, and every run of whitespace (including vertical tab, form feed,
 /// and the `%a0` no-break space) becomes one space.
