@@ -632,5 +632,14 @@ impl Inner {
     }
 }
 
+/// The next number of a xorshift64 sequence: the tests' fixed pseudo-random inputs.
+#[cfg(test)]
+pub(crate) fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 #[cfg(test)]
 mod tests;

@@ -130,14 +130,8 @@ mod tests {
         let mut scratch = Scratch::default();
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         for len in (0..700).step_by(7) {
-            let hay: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    b"ab' orselc"[(state % 10) as usize]
-                })
-                .collect();
+            let hay: Vec<u8> =
+                (0..len).map(|_| b"ab' orselc"[(crate::xorshift(&mut state) % 10) as usize]).collect();
             let expected: Vec<PatternID> =
                 reference.find_overlapping_iter(&hay).map(|m| m.pattern()).collect();
             for aut in [&dfa, &nfa] {

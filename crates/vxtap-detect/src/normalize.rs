@@ -653,14 +653,7 @@ mod tests {
         };
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         for len in 0..300 {
-            let mut b: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let mut b: Vec<u8> = (0..len).map(|_| crate::xorshift(&mut state) as u8).collect();
             b.extend_from_slice("ＳＥＬ\u{200b}ÉtÉ∕".as_bytes());
             b.extend_from_slice(b"\xe2\x88");
             assert_eq!(fold_text(&b), reference(&b), "{b:?}");
@@ -712,12 +705,7 @@ mod tests {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         for len in 0..20_000 {
             let s: String = (0..len % 12)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    pieces[(state % pieces.len() as u64) as usize]
-                })
+                .map(|_| pieces[(crate::xorshift(&mut state) % pieces.len() as u64) as usize])
                 .collect();
             for view in crate::rules::View::DERIVED {
                 let derive = view.derivation().expect("a derived view");

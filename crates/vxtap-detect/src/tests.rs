@@ -379,14 +379,7 @@ fn deserialization() {
 /// `n` bytes of a fixed xorshift sequence: stands for compressed or encrypted content.
 fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    (0..n).map(|_| (crate::xorshift(&mut x) >> 24) as u8).collect()
 }
 
 #[test]
