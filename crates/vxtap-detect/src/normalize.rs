@@ -426,8 +426,8 @@ pub fn sql_view(norm: &str) -> String {
 }
 
 /// What a value holds, one at least, when [`sql_view_if_changed`] changes it. The prefilter looks
-/// for these too and then also walks the view, where a rule's literal may be that the value lacks
-/// (`order by` in `order/**/by`).
+/// for these too and then also walks the view, which may hold a rule's literal whole where the value
+/// does not (`order by` from `order/**/by`).
 pub(crate) const SQL_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r", "\x0b", "\x0c", "/*", "  "];
 
 /// [`sql_view`], or `None` when it is `norm` itself (no comment, no whitespace but single spaces).
