@@ -245,9 +245,9 @@ struct Prepared {
     norm: String,
     /// Each derived view, indexed by `View as usize`, once a rule asked for it (`Some(None)`: the
     /// view is the same text as `norm`). The `Norm` slot stays empty: that view is `norm` itself.
-    views: [Option<Option<String>>; 4],
+    views: [Option<Option<String>>; View::COUNT],
     /// What rules' requirements know of each view, indexed by `View as usize`, once a rule has asked.
-    profiles: [Option<Profile>; 4],
+    profiles: [Option<Profile>; View::COUNT],
 }
 
 impl Prepared {
@@ -641,5 +641,7 @@ pub(crate) fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+#[cfg(test)]
+mod cover_tests;
 #[cfg(test)]
 mod tests;

@@ -433,59 +433,97 @@ pub(crate) const SQL_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r", "\x0b", "\x0c"
 /// [`sql_view`], or `None` when it is `norm` itself (no comment, no whitespace but single spaces).
 pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
     let b = norm.as_bytes();
-    if memchr::memchr3(b'\t', b'\n', b'\r', b).is_none()
-        && memchr::memchr2(0x0b, 0x0c, b).is_none()
-        && memchr::memmem::find(b, b"/*").is_none()
-        && memchr::memmem::find(b, b"  ").is_none()
-    {
+    if !has_space_to_collapse(b) && memchr::memmem::find(b, b"/*").is_none() {
         return None;
     }
-    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let mut out = String::with_capacity(b.len());
+    // every space in the view is one of these, so the last byte tells whether one was just written
+    let space = |out: &mut String| {
+        if !out.ends_with(' ') {
+            out.push(' ');
+        }
+    };
+    // inside `/*!50000 … */`, whose body is kept and read like the rest
+    let mut executable = false;
     let mut i = 0;
-    let mut last_space = false;
     while i < b.len() {
         // bytes kept as they are, copied a run at a time (the run ends at an ASCII byte)
-        let run = b[i..].iter().position(|&c| c == b'/' || is_space(c)).unwrap_or(b.len() - i);
+        let run = b[i..].iter().position(|&c| c == b'/' || c == b'*' || is_space(c)).unwrap_or(b.len() - i);
         if run > 0 {
             out.push_str(&norm[i..i + run]);
-            last_space = false;
             i += run;
             continue;
         }
-        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-            let end = memchr::memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
+        let next = b.get(i + 1).copied();
+        if b[i] == b'/' && next == Some(b'*') {
             if b.get(i + 2) == Some(&b'!') {
-                // executable comment: keep the body without its version number
-                let mut j = i + 3;
-                while j < end && b[j].is_ascii_digit() {
-                    j += 1;
+                // executable comment: its body without the version number
+                i += 3;
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
                 }
-                let body_end = end.saturating_sub(2).max(j);
-                if !last_space {
-                    out.push(' ');
-                }
-                // an unterminated body ends two bytes short, maybe inside a character: U+FFFD then
-                out.push_str(&String::from_utf8_lossy(&b[j..body_end.min(b.len())]));
-                out.push(' ');
-                last_space = true;
-            } else if !last_space {
-                out.push(' ');
-                last_space = true;
+                executable = true;
+            } else {
+                i = memchr::memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
             }
-            i = end;
+            space(&mut out);
             continue;
         }
-        if b[i] == b'/' {
-            out.push('/');
-            last_space = false;
-        } else if !last_space {
-            out.push(' ');
-            last_space = true;
+        if executable && b[i] == b'*' && next == Some(b'/') {
+            executable = false;
+            i += 2;
+            space(&mut out);
+            continue;
+        }
+        if is_space(b[i]) {
+            space(&mut out);
+        } else {
+            out.push(char::from(b[i]));
         }
         i += 1;
     }
     Some(out)
+}
+
+/// The whitespace the SQL and spaced views turn into one space: what SQL and the shells take as
+/// whitespace between words.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// Whether `b` holds whitespace other than single spaces.
+fn has_space_to_collapse(b: &[u8]) -> bool {
+    memchr::memchr3(b'\t', b'\n', b'\r', b).is_some()
+        || memchr::memchr2(0x0b, 0x0c, b).is_some()
+        || memchr::memmem::find(b, b"  ").is_some()
+}
+
+/// What a value holds, one at least, when [`spaced_view_if_changed`] changes it (as
+/// [`SQL_VIEW_TRIGGERS`]).
+pub(crate) const SPACED_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r", "\x0b", "\x0c", "  "];
+
+/// Spaced view of a normalised value, or `None` when it is `norm` itself (no whitespace but single
+/// spaces): every run of whitespace becomes one space, so that a rule whose pattern allows any run
+/// (`eval\s*\(`) finds its literals written with one space or none (`eval (`, `eval(`).
+pub(crate) fn spaced_view_if_changed(norm: &str) -> Option<String> {
+    has_space_to_collapse(norm.as_bytes()).then(|| collapse_whitespace(norm, b""))
+}
+
+/// `norm` with the whitespace bytes in `dropped` removed and every run of the others one space.
+fn collapse_whitespace(norm: &str, dropped: &[u8]) -> String {
+    let b = norm.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(run) = b[i..].iter().position(|&c| is_space(c)) {
+        // a run ends at an ASCII byte, so it is whole characters
+        out.push_str(&norm[i..i + run]);
+        if !dropped.contains(&b[i + run]) && !out.ends_with(' ') {
+            out.push(' ');
+        }
+        i += run + 1;
+    }
+    out.push_str(&norm[i..]);
+    out
 }
 
 /// Path view of a normalised value: `\` becomes `/`, runs of `/` collapse, `/./` segments go, and
@@ -567,27 +605,19 @@ fn hex_separators(norm: &str) -> String {
     out
 }
 
-/// XSS view: tab, CR and LF removed (browsers drop them inside URL schemes such as `java\tscript:`).
+/// XSS view: tab, CR and LF removed (browsers drop them inside URL schemes such as `java\tscript:`),
+/// and every run of other whitespace one space (as in the spaced view).
 pub fn markup_view(norm: &str) -> String {
     markup_view_if_changed(norm).unwrap_or_else(|| norm.to_string())
 }
 
 /// What a value holds, one at least, when [`markup_view_if_changed`] changes it (as
 /// [`SQL_VIEW_TRIGGERS`]).
-pub(crate) const MARKUP_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r"];
+pub(crate) const MARKUP_VIEW_TRIGGERS: &[&str] = SPACED_VIEW_TRIGGERS;
 
-/// [`markup_view`], or `None` when it is `norm` itself (no tab, CR or LF).
+/// [`markup_view`], or `None` when it is `norm` itself (no whitespace but single spaces).
 pub(crate) fn markup_view_if_changed(norm: &str) -> Option<String> {
-    let b = norm.as_bytes();
-    memchr::memchr3(b'\t', b'\n', b'\r', b)?;
-    let mut out = String::with_capacity(norm.len());
-    let mut start = 0;
-    for p in memchr::memchr3_iter(b'\t', b'\n', b'\r', b) {
-        out.push_str(&norm[start..p]);
-        start = p + 1;
-    }
-    out.push_str(&norm[start..]);
-    Some(out)
+    has_space_to_collapse(norm.as_bytes()).then(|| collapse_whitespace(norm, b"\t\n\r"))
 }
 
 #[cfg(test)]
@@ -673,8 +703,9 @@ mod tests {
         assert_eq!(sql_view("/*!50000union*/ /*!select*/ 1"), " union select 1");
         assert_eq!(sql_view("or\t\n\x0b1=1"), "or 1=1");
         assert_eq!(sql_view("a/* unterminated"), "a ");
-        // an unterminated executable comment loses its last two bytes, here half of the `€`
-        assert_eq!(sql_view("a/*!ab€"), "a ab\u{fffd} ");
+        // an executable comment's body is read like the rest, terminated or not
+        assert_eq!(sql_view("a/*!ab€"), "a ab€");
+        assert_eq!(sql_view("/*!50000union\t\tall/**/select*/1"), " union all select 1");
     }
 
     #[test]
@@ -696,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn views_change_only_values_holding_a_trigger() {
+    fn views_change_only_values_holding_a_trigger_and_never_hold_one() {
         // pieces of the bytes the views react to, so that every trigger turns up often
         let pieces = [
             " ", "\t", "\n", "\r", "\x0b", "\x0c", "/", "*", "!", "\\", ";", ".", "0x", "2e", "2f", "5c",
@@ -709,15 +740,27 @@ mod tests {
                 .collect();
             for view in crate::rules::View::DERIVED {
                 let derive = view.derivation().expect("a derived view");
-                let changed = derive(&s).is_some_and(|text| text != s);
+                let text = derive(&s);
+                let changed = text.as_ref().is_some_and(|text| *text != s);
                 assert!(!changed || view.triggers().iter().any(|t| s.contains(t)), "{view:?} {s:?}");
+                // what the prefilter's proof relies on (cover_tests): no view holds its triggers
+                let text = text.unwrap_or(s.clone());
+                assert!(!view.triggers().iter().any(|t| text.contains(t)), "{view:?} {s:?} -> {text:?}");
             }
         }
+    }
+
+    #[test]
+    fn spaced_whitespace() {
+        assert_eq!(spaced_view_if_changed("eval  (\t\r\n'x')"), Some("eval ( 'x')".into()));
+        assert_eq!(spaced_view_if_changed("\x0b\x0cé /* x */\n"), Some(" é /* x */ ".into()));
+        assert_eq!(spaced_view_if_changed("a b/*c*/"), None);
     }
 
     #[test]
     fn markup_whitespace() {
         assert_eq!(markup_view("java\tscr\nipt:"), "javascript:");
         assert_eq!(markup_view("\té\r\n<"), "é<");
+        assert_eq!(markup_view("top \x0b\t [ 'x']"), "top [ 'x']");
     }
 }

@@ -128,6 +128,8 @@ pub(crate) enum View {
     Path,
     /// Norm without tab / CR / LF.
     Markup,
+    /// Norm with every run of whitespace one space.
+    Spaced,
 }
 
 impl View {
@@ -139,11 +141,15 @@ impl View {
             View::Sql => Some(normalize::sql_view_if_changed),
             View::Path => Some(normalize::path_view_if_changed),
             View::Markup => Some(normalize::markup_view_if_changed),
+            View::Spaced => Some(normalize::spaced_view_if_changed),
         }
     }
 
     /// The views made from the normalised value, in the order the prefilter walks them.
-    pub(crate) const DERIVED: [View; 3] = [View::Sql, View::Path, View::Markup];
+    pub(crate) const DERIVED: [View; 4] = [View::Sql, View::Path, View::Markup, View::Spaced];
+
+    /// How many views there are: the size of a table indexed by `View as usize`.
+    pub(crate) const COUNT: usize = 5;
 
     /// What a value holds, one at least, when this view of it differs from it.
     pub(crate) fn triggers(self) -> &'static [&'static str] {
@@ -152,6 +158,7 @@ impl View {
             View::Sql => normalize::SQL_VIEW_TRIGGERS,
             View::Path => normalize::PATH_VIEW_TRIGGERS,
             View::Markup => normalize::MARKUP_VIEW_TRIGGERS,
+            View::Spaced => normalize::SPACED_VIEW_TRIGGERS,
         }
     }
 
@@ -194,6 +201,12 @@ impl Pattern {
             Pattern::compile(&self.source)
                 .unwrap_or_else(|e| panic!("built-in pattern does not compile: {e}"))
         })
+    }
+
+    /// The pattern as written.
+    #[cfg(test)]
+    pub(crate) fn source(&self) -> &str {
+        &self.source
     }
 
     /// Whether the pattern has been compiled.
@@ -355,7 +368,8 @@ fn compile_rule(def: &RuleDef, text: &str, origin: &str, when: Compile) -> Resul
         "sql" => View::Sql,
         "path" => View::Path,
         "markup" => View::Markup,
-        v => return Err(err(format!("unknown view `{v}` (known: norm, sql, path, markup)"))),
+        "spaced" => View::Spaced,
+        v => return Err(err(format!("unknown view `{v}` (known: norm, sql, path, markup, spaced)"))),
     };
     let engine = match def.engine.as_str() {
         "regex" => {

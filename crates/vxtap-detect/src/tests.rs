@@ -213,6 +213,32 @@ fn rules_find_their_literals_in_the_view_they_read() {
 }
 
 #[test]
+fn rules_see_values_their_literals_used_to_miss() {
+    // values each rule's pattern matched but none of its prefilter literals held, found by the
+    // proof in cover_tests: a whitespace run where a literal had none or one, a name the list lacked
+    let det = Detector::builtin();
+    for (value, id) in [
+        ("1 and exp (~(select 1))", 1000106),
+        ("x'+user+'", 1000110),
+        ("x=parent ['ev'+'al'](1)", 1000204),
+        ("a{background:url ('javascript:alert(1)')}", 1000206),
+        ("/.svn/entries", 1000302),
+        ("<!-- #exec cmd=\"id\" -->", 1000504),
+        ("{7*7}", 1000800),
+        ("#parse(\"x.vm\")", 1000800),
+        ("dl (\"x.so\")", 1001400),
+        ("x.exec(\"id\")", 1001401),
+        ("globals ()['os']", 1001402),
+        ("process.env.secret", 1001402),
+    ] {
+        let f = det.inspect(&get(&format!("/s?q={}", enc(value))));
+        assert!(f.iter().any(|x| x.signature_id == id), "{value:?}: {id} not in {f:?}");
+    }
+    let f = det.inspect(&req("GET", "/", &[("User-Agent", "OWASP_ZAP/2.14")], b""));
+    assert!(f.iter().any(|x| x.signature_id == 1001500), "{f:?}");
+}
+
+#[test]
 fn long_json_names_are_cut_between_characters() {
     // a JSON location is cut to 160 bytes; three-byte characters put byte 160 inside one (found by
     // the fuzz target)

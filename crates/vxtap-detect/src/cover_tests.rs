@@ -1,0 +1,160 @@
+//! Proof that every regex rule's prefilter literals cover its pattern: no text the rule would match
+//! lacks all of them. The literals are written by hand beside each pattern, and a value holding none
+//! is never shown to the rule, so a gap is a silent miss (docs/detection.md, prefilter).
+//!
+//! The proof walks two automata in step: a DFA for the pattern, started where a match starts, and an
+//! Aho-Corasick automaton over the rule's literals. Every pair of states reachable without passing a
+//! literal is visited; if one of them is a match of the pattern, the bytes that led there are a
+//! value the rule would match and never see, and the test prints them.
+//!
+//! Only text the rule's view can hold counts: no upper-case letter, and none of the view's triggers
+//! (a test in `normalize` holds each view to that). A pattern's counted repetitions above
+//! [`MAX_COUNT`] are taken as unbounded, which keeps its DFA small and only widens what it matches:
+//! a proof for the wider pattern holds for the rule's, and a value printed is checked against the
+//! rule's own regex.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use aho_corasick::automaton::{Automaton as _, StateID as AcState};
+use regex_automata::dfa::{Automaton as _, StartKind, dense};
+use regex_automata::nfa::thompson;
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
+use regex_automata::{Anchored, MatchKind};
+use regex_syntax::hir::{Hir, HirKind, Repetition};
+
+use crate::rules::{self, Compile, Engine, Rule};
+
+/// Counted repetitions up to this many stay as they are; longer ones are taken as unbounded.
+const MAX_COUNT: u32 = 3;
+
+/// `hir` with every repetition of more than [`MAX_COUNT`] made unbounded: it matches all `hir` does.
+fn widened(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Repetition(r) => {
+            let max = r.max.filter(|&m| m <= MAX_COUNT);
+            Hir::repetition(Repetition { max, sub: Box::new(widened(&r.sub)), ..r.clone() })
+        }
+        HirKind::Capture(c) => widened(&c.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(widened).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(widened).collect()),
+        _ => hir.clone(),
+    }
+}
+
+/// Most pairs of states one rule may visit: far above what the built-in rules need, low enough that
+/// a pattern whose DFA grows without bound fails the test instead of hanging it.
+const MAX_PAIRS: usize = 4_000_000;
+
+/// The byte before a match, standing for each context a pattern's look-behind can tell apart: the
+/// start of the text, a line feed, a word byte, another byte.
+const BEFORE: [Option<u8>; 4] = [None, Some(b'\n'), Some(b'a'), Some(b' ')];
+
+/// A value the rule would match without any of its literals, or `None`; `Err` when the proof gave up.
+fn uncovered(rule: &Rule, pattern: &str) -> Result<Option<Vec<u8>>, String> {
+    let hir = rules::parse(pattern)?;
+    let nfa = thompson::Compiler::new()
+        .configure(thompson::Config::new().utf8(false).shrink(true))
+        .build_from_hir(&widened(&hir))
+        .map_err(|e| e.to_string())?;
+    let dfa = dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .match_kind(MatchKind::All)
+                .dfa_size_limit(Some(64 << 20))
+                .determinize_size_limit(Some(64 << 20)),
+        )
+        .build_from_nfa(&nfa)
+        .map_err(|e| e.to_string())?;
+    // a literal ends the walk, and so does a trigger of the view: the view never holds one
+    let stops: Vec<&str> =
+        rule.prefilter.iter().map(String::as_str).chain(rule.view.triggers().iter().copied()).collect();
+    let literals = aho_corasick::dfa::DFA::new(&stops).map_err(|e| e.to_string())?;
+    let ac_start = literals.start_state(aho_corasick::Anchored::No).map_err(|e| e.to_string())?;
+
+    // every pair reached, with the pair it was reached from and the byte that led there
+    let mut reached: HashMap<(StateID, AcState), (usize, u8)> = HashMap::new();
+    let mut order: Vec<(StateID, AcState)> = Vec::new();
+    // the bytes that led to pair `at`, after the byte standing for the context before the match
+    let witness =
+        |order: &[(StateID, AcState)], reached: &HashMap<_, (usize, u8)>, mut at, before: Option<u8>| {
+            let mut bytes = Vec::new();
+            while let Some(&(from, byte)) = reached.get(&order[at]).filter(|(from, _)| *from != usize::MAX) {
+                bytes.push(byte);
+                at = from;
+            }
+            bytes.extend(before);
+            bytes.reverse();
+            bytes
+        };
+    for before in BEFORE {
+        reached.clear();
+        order.clear();
+        let config = start::Config::new().anchored(Anchored::Yes).look_behind(before);
+        let dfa_start = dfa.start_state(&config).map_err(|e| e.to_string())?;
+        let ac = before.map_or(ac_start, |b| literals.next_state(aho_corasick::Anchored::No, ac_start, b));
+        if literals.is_match(ac) {
+            continue;
+        }
+        reached.insert((dfa_start, ac), (usize::MAX, 0));
+        order.push((dfa_start, ac));
+        let mut next = 0;
+        while next < order.len() {
+            let (d, a) = order[next];
+            if dfa.is_match_state(dfa.next_eoi_state(d)) {
+                return Ok(Some(witness(&order, &reached, next, before)));
+            }
+            // views are lower-cased, so a match holding an upper-case letter is never walked
+            for byte in (0..=255u8).filter(|b| !b.is_ascii_uppercase()) {
+                let d2 = dfa.next_state(d, byte);
+                let a2 = literals.next_state(aho_corasick::Anchored::No, a, byte);
+                if dfa.is_dead_state(d2) || literals.is_match(a2) {
+                    continue;
+                }
+                if dfa.is_match_state(d2) {
+                    let mut bytes = witness(&order, &reached, next, before);
+                    bytes.push(byte);
+                    return Ok(Some(bytes));
+                }
+                if let Entry::Vacant(slot) = reached.entry((d2, a2)) {
+                    slot.insert((next, byte));
+                    order.push((d2, a2));
+                    if order.len() > MAX_PAIRS {
+                        return Err(format!("more than {MAX_PAIRS} pairs of states"));
+                    }
+                }
+            }
+            next += 1;
+        }
+    }
+    Ok(None)
+}
+
+#[test]
+fn every_regex_rule_sees_every_value_it_would_match() {
+    let rules = rules::compile(crate::BUILTIN_RULES, "built in", Compile::OnFirstUse).expect("rules");
+    let mut gaps = Vec::new();
+    for rule in &rules {
+        let Engine::Regex(pattern) = &rule.engine else { continue };
+        match uncovered(rule, pattern.source()) {
+            Ok(None) => {}
+            Ok(Some(value)) if pattern.compiled().regex.find(&value).is_none() => gaps.push(format!(
+                "rule {} ({}): proof failed on a value only the widened pattern matches: {:?}",
+                rule.id,
+                rule.name,
+                String::from_utf8_lossy(&value)
+            )),
+            Ok(Some(value)) => gaps.push(format!(
+                "rule {} ({}) matches {:?} without any of {:?}",
+                rule.id,
+                rule.name,
+                String::from_utf8_lossy(&value),
+                rule.prefilter
+            )),
+            Err(e) => gaps.push(format!("rule {} ({}): proof gave up: {e}", rule.id, rule.name)),
+        }
+    }
+    assert!(gaps.is_empty(), "{}", gaps.join("\n"));
+}
