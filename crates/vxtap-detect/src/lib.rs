@@ -64,7 +64,7 @@ pub use rules::{CLASSES, RulesError};
 
 use literals::Literals;
 use required::Profile;
-use rules::{Compile, Compiled, Engine, Rule, View};
+use rules::{Compile, Engine, Rule, View};
 
 /// The built-in rule set: `configs/rules.toml` as compiled into the crate.
 pub const BUILTIN_RULES: &str = include_str!("../../../configs/rules.toml");
@@ -523,7 +523,7 @@ impl Inner {
         let rule = &self.rules[ri as usize];
         match &rule.engine {
             Engine::Regex(pattern) => {
-                let Compiled { regex, required } = pattern.compiled();
+                let required = pattern.required();
                 if required.is_some() {
                     let (profile, text) = prep.profile(rule.view);
                     if !required.may_match(profile, text.as_bytes()) {
@@ -531,7 +531,7 @@ impl Inner {
                     }
                 }
                 let view = prep.view(rule.view).as_bytes();
-                let m = regex.find(view)?;
+                let m = pattern.regex().find(view)?;
                 Some(builtin::excerpt(&String::from_utf8_lossy(&view[m.range()])))
             }
             Engine::Special(check) => check.run(raw, prep.view(rule.view)),
