@@ -12,6 +12,11 @@
 //! [`MAX_COUNT`] are taken as unbounded, which keeps its DFA small and only widens what it matches:
 //! a proof for the wider pattern holds for the rule's, and a value printed is checked against the
 //! rule's own regex.
+//!
+//! The same DFAs give a second test: a rule is also skipped when a value lacks the bytes its
+//! pattern's matches need (`required.rs`), derived from the syntax tree by rules that are exact by
+//! construction. Matches drawn at random from each DFA, and confirmed by the rule's regex, must
+//! all pass that check.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -51,14 +56,14 @@ const MAX_PAIRS: usize = 4_000_000;
 /// start of the text, a line feed, a word byte, another byte.
 const BEFORE: [Option<u8>; 4] = [None, Some(b'\n'), Some(b'a'), Some(b' ')];
 
-/// A value the rule would match without any of its literals, or `None`; `Err` when the proof gave up.
-fn uncovered(rule: &Rule, pattern: &str) -> Result<Option<Vec<u8>>, String> {
+/// An anchored DFA reporting every match of `pattern` widened ([`widened`]).
+fn widened_dfa(pattern: &str) -> Result<dense::DFA<Vec<u32>>, String> {
     let hir = rules::parse(pattern)?;
     let nfa = thompson::Compiler::new()
         .configure(thompson::Config::new().utf8(false).shrink(true))
         .build_from_hir(&widened(&hir))
         .map_err(|e| e.to_string())?;
-    let dfa = dense::Builder::new()
+    dense::Builder::new()
         .configure(
             dense::Config::new()
                 .start_kind(StartKind::Anchored)
@@ -67,7 +72,12 @@ fn uncovered(rule: &Rule, pattern: &str) -> Result<Option<Vec<u8>>, String> {
                 .determinize_size_limit(Some(64 << 20)),
         )
         .build_from_nfa(&nfa)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// A value the rule would match without any of its literals, or `None`; `Err` when the proof gave up.
+fn uncovered(rule: &Rule, pattern: &str) -> Result<Option<Vec<u8>>, String> {
+    let dfa = widened_dfa(pattern)?;
     // a literal ends the walk, and so does a trigger of the view: the view never holds one
     let stops: Vec<&str> =
         rule.prefilter.iter().map(String::as_str).chain(rule.view.triggers().iter().copied()).collect();
@@ -157,4 +167,104 @@ fn every_regex_rule_sees_every_value_it_would_match() {
         }
     }
     assert!(gaps.is_empty(), "{}", gaps.join("\n"));
+}
+
+/// Texts the DFA accepts, `count` of them drawn at random: walks from the start (at the start of a
+/// text) that take only bytes after which a match can still be reached, and stop at a match with
+/// probability 1/4, or past [`SAMPLE_LEN`] bytes at the nearest one.
+fn sample_matches(dfa: &dense::DFA<Vec<u32>>, count: usize, seed: &mut u64) -> Result<Vec<Vec<u8>>, String> {
+    let start = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).map_err(|e| e.to_string())?;
+    // the states reachable from the start, each with its transitions to live states
+    let mut index = HashMap::from([(start, 0)]);
+    let mut states = vec![start];
+    let mut edges: Vec<Vec<(u8, usize)>> = Vec::new();
+    while edges.len() < states.len() {
+        let from = states[edges.len()];
+        let mut out = Vec::new();
+        for byte in 0..=255u8 {
+            let to = dfa.next_state(from, byte);
+            if dfa.is_dead_state(to) {
+                continue;
+            }
+            let at = *index.entry(to).or_insert_with(|| {
+                states.push(to);
+                states.len() - 1
+            });
+            out.push((byte, at));
+        }
+        edges.push(out);
+        if states.len() > MAX_PAIRS {
+            return Err(format!("more than {MAX_PAIRS} states"));
+        }
+    }
+    // each state's distance in bytes to the nearest match (`usize::MAX`: none can be reached)
+    let mut distance: Vec<usize> = states
+        .iter()
+        .map(|&s| if dfa.is_match_state(dfa.next_eoi_state(s)) { 0 } else { usize::MAX })
+        .collect();
+    let mut into: Vec<Vec<usize>> = vec![Vec::new(); states.len()];
+    for (from, out) in edges.iter().enumerate() {
+        for &(_, to) in out {
+            into[to].push(from);
+        }
+    }
+    let mut queue: std::collections::VecDeque<usize> =
+        (0..states.len()).filter(|&s| distance[s] == 0).collect();
+    while let Some(to) = queue.pop_front() {
+        for &from in &into[to] {
+            if distance[from] == usize::MAX {
+                distance[from] = distance[to] + 1;
+                queue.push_back(from);
+            }
+        }
+    }
+    let mut texts = Vec::new();
+    if distance[0] == usize::MAX {
+        return Ok(texts);
+    }
+    for _ in 0..count {
+        let (mut at, mut text) = (0, Vec::new());
+        while distance[at] > 0 || (text.len() < SAMPLE_LEN && crate::xorshift(seed) % 4 != 0) {
+            let steps: Vec<&(u8, usize)> = edges[at]
+                .iter()
+                .filter(|(_, to)| {
+                    distance[*to] != usize::MAX && (text.len() < SAMPLE_LEN || distance[*to] < distance[at])
+                })
+                .collect();
+            let Some(&&(byte, to)) = steps.get(crate::xorshift(seed) as usize % steps.len().max(1)) else {
+                break;
+            };
+            text.push(byte);
+            at = to;
+        }
+        texts.push(text);
+    }
+    Ok(texts)
+}
+
+/// Bytes a sampled match grows to before it heads for the nearest end.
+const SAMPLE_LEN: usize = 120;
+
+#[test]
+fn sampled_matches_hold_what_their_rule_requires() {
+    use crate::required::Profile;
+    let rules = rules::compile(crate::BUILTIN_RULES, "built in", Compile::OnFirstUse).expect("rules");
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let (mut checked, mut failures) = (0, Vec::new());
+    for rule in &rules {
+        let Engine::Regex(pattern) = &rule.engine else { continue };
+        let dfa = widened_dfa(pattern.source()).expect("the cover test builds the same DFA");
+        for text in sample_matches(&dfa, 300, &mut seed).expect("states") {
+            if pattern.regex().find(&text).is_none() {
+                continue;
+            }
+            checked += 1;
+            if !pattern.required().may_match(&mut Profile::of(&text), &text) {
+                failures.push(format!("rule {}: {:?}", rule.id, String::from_utf8_lossy(&text)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "the requirements skip matches:\n{}", failures.join("\n"));
+    // most samples of the widened patterns are matches of the rules' own
+    assert!(checked > 57 * 300 / 2, "only {checked} samples were matches");
 }
