@@ -16,7 +16,8 @@
 //! The same DFAs give a second test: a rule is also skipped when a value lacks the bytes its
 //! pattern's matches need (`required.rs`), derived from the syntax tree by rules that are exact by
 //! construction. Matches drawn at random from each DFA, and confirmed by the rule's regex, must
-//! all pass that check.
+//! all pass that check. A third test sends those of them that decode to themselves as a query
+//! argument through the whole detector, and the rule must report each.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -169,10 +170,15 @@ fn every_regex_rule_sees_every_value_it_would_match() {
     assert!(gaps.is_empty(), "{}", gaps.join("\n"));
 }
 
-/// Texts the DFA accepts, `count` of them drawn at random: walks from the start (at the start of a
-/// text) that take only bytes after which a match can still be reached, and stop at a match with
-/// probability 1/4, or past [`SAMPLE_LEN`] bytes at the nearest one.
-fn sample_matches(dfa: &dense::DFA<Vec<u32>>, count: usize, seed: &mut u64) -> Result<Vec<Vec<u8>>, String> {
+/// Texts of bytes in `alphabet` the DFA accepts, `count` of them drawn at random: walks from the
+/// start (at the start of a text) that take only bytes after which a match can still be reached,
+/// and stop at a match with probability 1/4, or past [`SAMPLE_LEN`] bytes at the nearest one.
+fn sample_matches(
+    dfa: &dense::DFA<Vec<u32>>,
+    alphabet: &[u8],
+    count: usize,
+    seed: &mut u64,
+) -> Result<Vec<Vec<u8>>, String> {
     let start = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).map_err(|e| e.to_string())?;
     // the states reachable from the start, each with its transitions to live states
     let mut index = HashMap::from([(start, 0)]);
@@ -181,7 +187,7 @@ fn sample_matches(dfa: &dense::DFA<Vec<u32>>, count: usize, seed: &mut u64) -> R
     while edges.len() < states.len() {
         let from = states[edges.len()];
         let mut out = Vec::new();
-        for byte in 0..=255u8 {
+        for &byte in alphabet {
             let to = dfa.next_state(from, byte);
             if dfa.is_dead_state(to) {
                 continue;
@@ -254,7 +260,8 @@ fn sampled_matches_hold_what_their_rule_requires() {
     for rule in &rules {
         let Engine::Regex(pattern) = &rule.engine else { continue };
         let dfa = widened_dfa(pattern.source()).expect("the cover test builds the same DFA");
-        for text in sample_matches(&dfa, 300, &mut seed).expect("states") {
+        let every_byte: Vec<u8> = (0..=255).collect();
+        for text in sample_matches(&dfa, &every_byte, 300, &mut seed).expect("states") {
             if pattern.regex().find(&text).is_none() {
                 continue;
             }
@@ -267,4 +274,40 @@ fn sampled_matches_hold_what_their_rule_requires() {
     assert!(failures.is_empty(), "the requirements skip matches:\n{}", failures.join("\n"));
     // most samples of the widened patterns are matches of the rules' own
     assert!(checked > 57 * 300 / 2, "only {checked} samples were matches");
+}
+
+#[test]
+fn sampled_matches_sent_as_an_argument_are_reported_by_their_rule() {
+    use crate::extract::Kind;
+    use crate::tests::{enc, get};
+    let det = crate::Detector::builtin();
+    let rules = rules::compile(crate::BUILTIN_RULES, "built in", Compile::OnFirstUse).expect("rules");
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    // what a normalised value is made of, mostly: printable ASCII in lower case, tab, CR, LF
+    let text_bytes: Vec<u8> = (b' '..=b'~').chain(*b"\t\r\n").filter(|b| !b.is_ascii_uppercase()).collect();
+    let (mut sent, mut missed) = (0, Vec::new());
+    for rule in rules.iter().filter(|r| r.targets & Kind::Arg.bit() != 0) {
+        let Engine::Regex(pattern) = &rule.engine else { continue };
+        let dfa = widened_dfa(pattern.source()).expect("the cover test builds the same DFA");
+        for text in sample_matches(&dfa, &text_bytes, 300, &mut seed).expect("states") {
+            // only a value the normaliser leaves as it is, and whose view the rule's regex matches
+            let encoded = enc(&text);
+            if crate::normalize::normalize(encoded.as_bytes(), true).0.as_bytes() != text {
+                continue;
+            }
+            let norm = String::from_utf8_lossy(&text);
+            let view =
+                rule.view.derivation().and_then(|derive| derive(&norm)).unwrap_or_else(|| norm.to_string());
+            if pattern.regex().find(view.as_bytes()).is_none() {
+                continue;
+            }
+            sent += 1;
+            let findings = det.inspect(&get(&format!("/s?q={encoded}")));
+            if !findings.iter().any(|f| f.signature_id == rule.id) {
+                missed.push(format!("rule {}: {norm:?}", rule.id));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{} of {sent} not reported:\n{}", missed.len(), missed.join("\n"));
+    assert!(sent > 10_000, "only {sent} samples decode to themselves");
 }

@@ -23,13 +23,14 @@ fn req(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Req
     }
 }
 
-fn get(target: &str) -> Request {
+pub(crate) fn get(target: &str) -> Request {
     req("GET", target, &[], b"")
 }
 
-fn enc(s: &str) -> String {
+/// `s` percent-encoded but for unreserved characters.
+pub(crate) fn enc(s: impl AsRef<[u8]>) -> String {
     let mut o = String::new();
-    for b in s.bytes() {
+    for &b in s.as_ref() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             o.push(b as char);
         } else {
@@ -53,7 +54,7 @@ fn assert_class_everywhere(class: &str, payload: &str) {
     let json = format!("{{\"user\":{{\"name\":{}}}}}", json_str(payload));
     let cases = vec![
         ("query", get(&format!("/s?q={}", enc(payload))), "args.q"),
-        ("query double", get(&format!("/s?q={}", enc(&enc(payload)))), "args.q"),
+        ("query double", get(&format!("/s?q={}", enc(enc(payload)))), "args.q"),
         (
             "form",
             req(
