@@ -126,7 +126,7 @@ pub(crate) enum View {
     Sql,
     /// Norm, path separators normalised.
     Path,
-    /// Norm without tab / CR / LF.
+    /// Norm without tab / CR / LF, other whitespace runs one space.
     Markup,
     /// Norm with every run of whitespace one space.
     Spaced,
@@ -149,7 +149,7 @@ impl View {
     pub(crate) const DERIVED: [View; 4] = [View::Sql, View::Path, View::Markup, View::Spaced];
 
     /// How many views there are: the size of a table indexed by `View as usize`.
-    pub(crate) const COUNT: usize = 5;
+    pub(crate) const COUNT: usize = View::DERIVED.len() + 1;
 
     /// What a value holds, one at least, when this view of it differs from it.
     pub(crate) fn triggers(self) -> &'static [&'static str] {
