@@ -583,25 +583,23 @@ pub(crate) fn path_view_if_changed(norm: &str) -> Option<String> {
 }
 
 /// `0x2e`, `0x2f` and `0x5c` replaced by `.`, `/` and `/`, in one pass (none can overlap another, and a
-/// replacement cannot form a new one).
+/// replacement cannot form a new one). One searcher for all the value's `0x`: a value of hex numbers
+/// has many, and `str::find` set a searcher up for each (0.85% of small-reorder's instructions).
 fn hex_separators(norm: &str) -> String {
     let mut out = String::with_capacity(norm.len());
-    let mut rest = norm;
-    while let Some(p) = rest.find("0x") {
-        let sep = match rest.as_bytes().get(p + 2..p + 4) {
+    let mut copied = 0;
+    // the next `0x` after a code replaced starts past it: a code holds no `0` after its own
+    for p in memchr::memmem::find_iter(norm.as_bytes(), b"0x") {
+        let sep = match norm.as_bytes().get(p + 2..p + 4) {
             Some(b"2e") => ".",
             Some(b"2f" | b"5c") => "/",
-            _ => {
-                out.push_str(&rest[..p + 2]);
-                rest = &rest[p + 2..];
-                continue;
-            }
+            _ => continue,
         };
-        out.push_str(&rest[..p]);
+        out.push_str(&norm[copied..p]);
         out.push_str(sep);
-        rest = &rest[p + 4..];
+        copied = p + 4;
     }
-    out.push_str(rest);
+    out.push_str(&norm[copied..]);
     out
 }
 
@@ -719,9 +717,17 @@ mod tests {
 
     #[test]
     fn hex_separators_match_chained_replace() {
-        for s in ["0x2e0x2e0x2fetc", "00x2ex2f", "0x0x5c", "0x2", "a0x41b0x5c", "0x2e0x2f0x5c0x"] {
+        let pieces = ["0x", "0", "x", "2", "2e", "2f", "5c", "e", "a", "é"];
+        let mut state = 0x853c_49e6_748f_ea9b_u64;
+        let random = (0..5_000).map(|len| {
+            (0..len % 14)
+                .map(|_| pieces[(crate::xorshift(&mut state) % pieces.len() as u64) as usize])
+                .collect()
+        });
+        let fixed = ["0x2e0x2e0x2fetc", "00x2ex2f", "0x0x5c", "0x2", "a0x41b0x5c", "0x2e0x2f0x5c0x"];
+        for s in fixed.into_iter().map(String::from).chain(random) {
             let chained = s.replace("0x2e", ".").replace("0x2f", "/").replace("0x5c", "/");
-            assert_eq!(hex_separators(s), chained, "{s}");
+            assert_eq!(hex_separators(&s), chained, "{s}");
         }
         assert_eq!(path_view("..0x2f..0x5cwin.ini"), "../../win.ini");
     }
