@@ -236,15 +236,21 @@ pub(crate) struct Collector<'a> {
     pub(crate) values: Vec<Value<'a>>,
     limits: &'a Limits,
     budget: usize,
+    /// Whether a limit on values or on their total bytes stopped the reading before the request's end.
+    cut: bool,
 }
 
 impl<'a> Collector<'a> {
     fn new(limits: &'a Limits) -> Self {
-        Collector { values: Vec::with_capacity(16), limits, budget: limits.max_total_bytes }
+        Collector { values: Vec::with_capacity(16), limits, budget: limits.max_total_bytes, cut: false }
     }
 
-    fn full(&self) -> bool {
-        self.values.len() >= self.limits.max_values || self.budget == 0
+    /// Whether no value can be added; asked only when there is more of the request to read, so a
+    /// full collector means the request was cut.
+    fn full(&mut self) -> bool {
+        let full = self.values.len() >= self.limits.max_values || self.budget == 0;
+        self.cut |= full;
+        full
     }
 
     fn push(
@@ -255,10 +261,12 @@ impl<'a> Collector<'a> {
         nd: NameDecode,
         raw: Cow<'a, [u8]>,
     ) {
-        if self.full() || raw.is_empty() {
+        if raw.is_empty() || self.full() {
             return;
         }
         let cap = self.limits.max_value_bytes.min(self.budget);
+        // a value longer than `max_value_bytes` is read that far by design; short of it, the total cut it
+        self.cut |= raw.len() > cap && cap < self.limits.max_value_bytes;
         let raw = match raw {
             Cow::Borrowed(b) if b.len() > cap => Cow::Borrowed(&b[..cap]),
             Cow::Owned(mut v) if v.len() > cap => {
@@ -340,6 +348,8 @@ impl<'a> Collector<'a> {
                 name_decode: NameDecode::AsIs,
                 raw: Cow::Borrowed(inspected),
             });
+        } else {
+            self.cut = true;
         }
     }
 }
@@ -385,8 +395,9 @@ fn header<'r>(req: &'r Request, name: &str) -> Option<&'r [u8]> {
     req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
 }
 
-/// Every value of the request, in a fixed order: uri, path, query, headers and cookies, body.
-pub(crate) fn collect<'a>(req: &'a Request, limits: &'a Limits) -> Vec<Value<'a>> {
+/// Every value of the request, in a fixed order: uri, path, query, headers and cookies, body; and
+/// whether a limit on values or on their total bytes stopped the reading before the request's end.
+pub(crate) fn collect<'a>(req: &'a Request, limits: &'a Limits) -> (Vec<Value<'a>>, bool) {
     let mut c = Collector::new(limits);
     let (path, query) = split_target(&req.target);
     // The raw target only adds something when it is more than path + query (absolute-form, fragment).
@@ -433,7 +444,7 @@ pub(crate) fn collect<'a>(req: &'a Request, limits: &'a Limits) -> Vec<Value<'a>
         c.push(kind, "headers", name, NameDecode::Lower, Cow::Borrowed(&h.value));
     }
     collect_body(req, &mut c);
-    c.values
+    (c.values, c.cut)
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -817,6 +828,7 @@ mod tests {
     fn locs(r: &Request) -> Vec<(Kind, String, String)> {
         let limits = Limits::default();
         collect(r, &limits)
+            .0
             .into_iter()
             .map(|v| (v.kind, v.loc(), String::from_utf8_lossy(&v.raw).into_owned()))
             .collect()

@@ -91,6 +91,17 @@ pub struct Finding {
     pub fragment: String,
 }
 
+/// What the detector made of one request ([`Detector::examine`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// Every rule the request matches, as [`Detector::inspect`] returns them.
+    pub findings: Vec<Finding>,
+    /// True when a bound of [`Limits`] left part of the request unread or unscanned: the number of
+    /// values, their total bytes or the scan budget ran out (not a body or value longer than its own
+    /// bound, which is how deep inspection goes by design). Findings may be missing.
+    pub partial: bool,
+}
+
 /// Bounds on the work done for one request. Values past a bound are not inspected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -327,6 +338,11 @@ impl Detector {
 
     /// Every rule the request matches, one [`Finding`] per rule, ordered by signature id.
     pub fn inspect(&self, request: &Request) -> Vec<Finding> {
+        self.examine(request).findings
+    }
+
+    /// [`Detector::inspect`], and whether a bound of [`Limits`] left part of the request out.
+    pub fn examine(&self, request: &Request) -> Inspection {
         let inner = &*self.inner;
         let mut found: Vec<(u16, Finding)> = Vec::new();
         let max_loc = self.limits.max_locations.max(1);
@@ -361,7 +377,7 @@ impl Detector {
             }
         }
 
-        let values = extract::collect(request, &self.limits);
+        let (values, mut partial) = extract::collect(request, &self.limits);
         let mut memo = self.memo.try_lock().ok();
         let mut scratch = Scratch {
             candidates: Vec::with_capacity(16),
@@ -392,13 +408,14 @@ impl Detector {
                 Err(mut prep) => {
                     // the budget runs out inside this value: its rules run in order until then
                     self.run_until_exhausted(v, &mut prep, scan_budget, &scratch.candidates, &mut add);
+                    partial = true;
                     break;
                 }
             }
         }
-        let mut out: Vec<Finding> = found.into_iter().map(|(_, f)| f).collect();
-        out.sort_by_key(|f| f.signature_id);
-        out
+        let mut findings: Vec<Finding> = found.into_iter().map(|(_, f)| f).collect();
+        findings.sort_by_key(|f| f.signature_id);
+        Inspection { findings, partial }
     }
 }
 

@@ -671,9 +671,30 @@ fn hostile_requests_are_bounded() {
 fn limits_are_respected() {
     let det = Detector::builtin().with_limits(Limits { max_values: 3, ..Limits::default() });
     // the attack is the 10th value: past the limit, not inspected
-    let f = det.inspect(&get("/p?a=1&b=2&c=3&d=4&e=5&q=%3Cscript%3Ealert(1)%3C/script%3E"));
-    assert!(f.is_empty(), "{f:?}");
+    let cut = det.examine(&get("/p?a=1&b=2&c=3&d=4&e=5&q=%3Cscript%3Ealert(1)%3C/script%3E"));
+    assert!(cut.findings.is_empty(), "{cut:?}");
     assert_eq!(det.limits().max_values, 3);
+    // and says so; three values that fill the bound exactly are all read
+    assert!(cut.partial);
+    assert!(!det.examine(&get("/p?a")).partial, "path, argument name, Host");
+}
+
+#[test]
+fn a_request_inspected_in_part_says_so() {
+    let det = Detector::builtin();
+    let partial = |r: &Request| det.examine(r).partial;
+    assert!(!partial(&get("/search?q=shoes&page=2")));
+    // bodies and values past their own bounds are inspection depth, not a cut
+    let long = "a=".to_string() + &"x".repeat(200_000);
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    assert!(!partial(&req("POST", "/f", &[form], long.as_bytes())));
+    // too many values, too many bytes in all, the scan budget spent
+    let many = (0..300).map(|i| format!("a{i}=1")).collect::<Vec<_>>().join("&");
+    assert!(partial(&get(&format!("/p?{many}"))));
+    let bulky = (0..40).map(|i| format!("v{i}={}", "y".repeat(3_000))).collect::<Vec<_>>().join("&");
+    assert!(partial(&req("POST", "/f", &[form], bulky.as_bytes())));
+    let tight = Detector::builtin().with_limits(Limits { max_scan_bytes: 100, ..Limits::default() });
+    assert!(tight.examine(&get("/s?q=1%27%20union%20select%20password%20from%20users--")).partial);
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub requests_with_gap: AtomicU64,
     /// Alert events written.
     pub alerts: AtomicU64,
+    /// Requests the detector inspected only in part: a bound on its work per request ran out
+    /// (`vxtap_detect::Inspection::partial`), so findings may be missing.
+    pub requests_inspected_in_part: AtomicU64,
     /// Event bytes written.
     pub event_bytes: AtomicU64,
     /// Reopen requests (SIGHUP) whose file could not be opened; events went on to the old file.
@@ -207,6 +210,7 @@ impl Metrics {
             "requests_with_gap": self.requests_with_gap.load(Relaxed),
             "alerts": self.alerts.load(Relaxed),
             "alerts_by_class": self.alerts_by_class.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            "requests_inspected_in_part": self.requests_inspected_in_part.load(Relaxed),
             "gaps": r.gaps,
             "gap_bytes": r.gap_bytes,
             "flows_evicted": r.evicted,
@@ -249,6 +253,11 @@ impl Metrics {
             self.requests_with_gap.load(Relaxed),
         );
         counter("alerts_total", "Alert events written.", self.alerts.load(Relaxed));
+        counter(
+            "requests_inspected_in_part_total",
+            "Requests the detector inspected only in part (a bound on its work per request ran out).",
+            self.requests_inspected_in_part.load(Relaxed),
+        );
         counter("gaps_total", "Stream gaps (bytes lost before reassembly).", r.gaps);
         counter("gap_bytes_total", "Bytes covered by gaps.", r.gap_bytes);
         counter("duplicate_segments_total", "Segments carrying only known bytes.", r.duplicates);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 use vxtap_decap::{Decoded, DefragConfig, Defragmenter, LinkType, Segment, SkipReason, Tunnel, decode_frame};
-use vxtap_detect::Detector;
+use vxtap_detect::{Detector, Inspection};
 use vxtap_http::{Conversation, Output, Peer, Transaction};
 use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
 
@@ -198,6 +198,7 @@ struct RecordCounts {
     requests: u64,
     responses: u64,
     requests_with_gap: u64,
+    inspected_in_part: u64,
 }
 
 /// What handlers write into while segments are processed.
@@ -274,7 +275,8 @@ impl WorkerOutput {
 
     /// Detection, events, the request hook and counters for one transaction.
     pub(crate) fn record(&mut self, origin: &Origin, tx: &Transaction) {
-        let findings = self.detector.as_ref().map(|d| d.inspect(&tx.request)).unwrap_or_default();
+        let Inspection { findings, partial } =
+            self.detector.as_ref().map(|d| d.examine(&tx.request)).unwrap_or_default();
         write_events(self.events.room(size_hint(tx, findings.len())), origin, tx, &findings);
         if let Some(hook) = &self.hook {
             hook(origin, tx);
@@ -283,6 +285,7 @@ impl WorkerOutput {
         counts.requests += 1;
         counts.responses += u64::from(tx.response.is_some());
         counts.requests_with_gap += u64::from(tx.request.gap);
+        counts.inspected_in_part += u64::from(partial);
         if !findings.is_empty() {
             self.metrics.alerts.fetch_add(findings.len() as u64, Relaxed);
             self.metrics.add_alert_classes(findings.iter().flat_map(|f| &f.attack_class));
@@ -293,11 +296,15 @@ impl WorkerOutput {
     /// with them are added to the shared metrics.
     fn take(&mut self) -> Vec<Vec<u8>> {
         self.record_waiting();
-        let RecordCounts { requests, responses, requests_with_gap } = std::mem::take(&mut self.counts);
+        let RecordCounts { requests, responses, requests_with_gap, inspected_in_part } =
+            std::mem::take(&mut self.counts);
         let m = &self.metrics;
-        for (metric, n) in
-            [(&m.requests, requests), (&m.responses, responses), (&m.requests_with_gap, requests_with_gap)]
-        {
+        for (metric, n) in [
+            (&m.requests, requests),
+            (&m.responses, responses),
+            (&m.requests_with_gap, requests_with_gap),
+            (&m.requests_inspected_in_part, inspected_in_part),
+        ] {
             if n > 0 {
                 metric.fetch_add(n, Relaxed);
             }

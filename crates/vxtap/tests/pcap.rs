@@ -281,3 +281,19 @@ fn attacks_become_alert_events_counted_by_class() {
     let quiet = vxtap(&["pcap", path.to_str().unwrap(), "--no-detect"]);
     assert!(common::events(&quiet).iter().all(|e| e["event_type"] == "http"));
 }
+
+#[test]
+fn requests_the_detector_read_only_in_part_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.pcap");
+    // 300 arguments: past the detector's 192 values per request
+    let args = (0..300).map(|i| format!("a{i}=1")).collect::<Vec<_>>().join("&");
+    let request = format!("GET /p?{args} HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+    one_connection_pcap(&path, request.as_bytes(), 1448, 1000);
+    let out = vxtap(&["pcap", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(summary(&out)["requests_inspected_in_part"], 1);
+    let plain = dir.path().join("plain.pcap");
+    one_connection_pcap(&plain, b"GET /p?a=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n", 1448, 1000);
+    assert_eq!(summary(&vxtap(&["pcap", plain.to_str().unwrap()]))["requests_inspected_in_part"], 0);
+}
