@@ -433,29 +433,27 @@ pub(crate) const SQL_VIEW_TRIGGERS: &[&str] = &["\t", "\n", "\r", "\x0b", "\x0c"
 /// [`sql_view`], or `None` when it is `norm` itself (no comment, no whitespace but single spaces).
 pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
     let b = norm.as_bytes();
-    if !has_space_to_collapse(b) && memchr::memmem::find(b, b"/*").is_none() {
-        return None;
+    if memchr::memmem::find(b, b"/*").is_none() {
+        return has_space_to_collapse(b).then(|| collapse_whitespace(norm, b""));
     }
+    Some(collapse_whitespace(&comments_as_spaces(norm), b""))
+}
+
+/// `norm` with each `/* comment */` a space, and each MySQL `/*!50000 … */` its body between spaces.
+fn comments_as_spaces(norm: &str) -> String {
+    let b = norm.as_bytes();
     let mut out = String::with_capacity(b.len());
-    // every space in the view is one of these, so the last byte tells whether one was just written
-    let space = |out: &mut String| {
-        if !out.ends_with(' ') {
-            out.push(' ');
-        }
-    };
     // inside `/*!50000 … */`, whose body is kept and read like the rest
     let mut executable = false;
     let mut i = 0;
     while i < b.len() {
         // bytes kept as they are, copied a run at a time (the run ends at an ASCII byte)
-        let run = b[i..].iter().position(|&c| c == b'/' || c == b'*' || is_space(c)).unwrap_or(b.len() - i);
-        if run > 0 {
-            out.push_str(&norm[i..i + run]);
-            i += run;
-            continue;
-        }
+        let run = b[i..].iter().position(|&c| c == b'/' || c == b'*').unwrap_or(b.len() - i);
+        out.push_str(&norm[i..i + run]);
+        i += run;
+        let Some(&c) = b.get(i) else { break };
         let next = b.get(i + 1).copied();
-        if b[i] == b'/' && next == Some(b'*') {
+        if c == b'/' && next == Some(b'*') {
             if b.get(i + 2) == Some(&b'!') {
                 // executable comment: its body without the version number
                 i += 3;
@@ -466,23 +464,17 @@ pub(crate) fn sql_view_if_changed(norm: &str) -> Option<String> {
             } else {
                 i = memchr::memmem::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
             }
-            space(&mut out);
-            continue;
-        }
-        if executable && b[i] == b'*' && next == Some(b'/') {
+            out.push(' ');
+        } else if executable && c == b'*' && next == Some(b'/') {
             executable = false;
             i += 2;
-            space(&mut out);
-            continue;
-        }
-        if is_space(b[i]) {
-            space(&mut out);
+            out.push(' ');
         } else {
-            out.push(char::from(b[i]));
+            out.push(char::from(c));
+            i += 1;
         }
-        i += 1;
     }
-    Some(out)
+    out
 }
 
 /// The whitespace the SQL and spaced views turn into one space: what SQL and the shells take as

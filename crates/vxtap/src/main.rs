@@ -178,8 +178,8 @@ fn run_listen(settings: &Settings) -> Result<ExitCode> {
     let health_state = HealthState::new();
     let mut receivers = Vec::new();
     if let Some(addr) = settings.udp {
+        let options = UdpOptions { recv_buffer_bytes: settings.recv_buffer, ..UdpOptions::default() };
         for n in 0..settings.receivers {
-            let options = UdpOptions { recv_buffer_bytes: settings.recv_buffer, ..UdpOptions::default() };
             let receiver = UdpReceiver::bind(addr, &options)?;
             if n == 0 {
                 tracing::info!(
