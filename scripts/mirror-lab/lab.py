@@ -91,11 +91,35 @@ def netns_setup():
         subprocess.run(["ip", "-6", "addr", "add", f"{ip}/128", "dev", "lo", "nodad"], check=True)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port(ip="127.0.0.1"):
+    """A TCP port nothing is bound to on `ip`, for a server the lab starts. Not bind(0)-and-release:
+    the kernel gives such a port to the next bind(0) again (the sink's port became vxtap's health port
+    in one CI run) or to a connection as its source port. These come from below the ephemeral range,
+    and one run never gets the same port twice."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low = 10000
+    span = max(ephemeral - low, 1)
+    start = (os.getpid() * 7919) % span
     fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+    for i in range(span):
+        port = low + (start + len(_PORTS_GIVEN) + i) % span
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ip, port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port on {ip} between {low} and {ephemeral}")
 
 
 def wait_port(ip, port, proc=None, timeout=20.0):
@@ -836,9 +860,15 @@ class Sink:
         return self.proc.pid
 
     def wait_ready(self):
-        wait_port(SINK_IP, self.port, self.proc)
-        if self.vxtap:
-            wait_port("127.0.0.1", self.health, self.proc)
+        """Waits until the sink listens; if it does not, the error carries the end of its stderr."""
+        try:
+            wait_port(SINK_IP, self.port, self.proc)
+            if self.vxtap:
+                wait_port("127.0.0.1", self.health, self.proc)
+        except RuntimeError as e:
+            with open(self.stderr_path, "rb") as f:
+                tail = f.read()[-2000:].decode("utf-8", "replace")
+            raise RuntimeError(f"{e}; the sink's stderr ends: {tail}") from None
 
     def metrics(self):
         """vxtap's /metrics as {name{labels}: value} (empty for the example sink)."""

@@ -5,12 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{closed_port, proc_status_kb, request};
+use common::{proc_status_kb, request};
 use vxtap_replay::{ReplayClient, ReplayConfig, ReplayJob};
+use vxtap_testgen::ports::unused_port;
 
 #[test]
 fn dead_target_bounded_time_and_memory() {
-    let mut cfg = ReplayConfig::new(format!("http://127.0.0.1:{}", closed_port()));
+    let mut cfg = ReplayConfig::new(format!("http://127.0.0.1:{}", unused_port()));
     cfg.queue_capacity = 2048;
     cfg.queue_max_bytes = 8 << 20;
     let client = ReplayClient::start(cfg).unwrap();

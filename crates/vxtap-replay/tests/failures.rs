@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Behaviour, Server, request, small_job};
 use vxtap_replay::{Rejected, ReplayClient, ReplayConfig, ReplayError, ReplayJob};
+use vxtap_testgen::ports::unused_port;
 
 #[test]
 fn target_closing_idle_connections_loses_and_repeats_nothing() {
@@ -86,7 +87,7 @@ fn failure_kinds() {
     assert_eq!(s.failed.timeout, 1, "{s:?}");
     assert!(start.elapsed() < Duration::from_secs(3));
     // Closed port.
-    let s = one(format!("http://127.0.0.1:{}", common::closed_port()), small_job(1), Duration::from_secs(5));
+    let s = one(format!("http://127.0.0.1:{}", unused_port()), small_job(1), Duration::from_secs(5));
     assert_eq!(s.failed.connect, 1, "{s:?}");
     // A request that cannot be written: counted, not sent, no panic.
     let server = Server::start(Behaviour::default());
@@ -126,7 +127,7 @@ fn closed_client_and_bad_config() {
     assert!(matches!(ReplayClient::start(cfg), Err(ReplayError::Config(_))));
 
     // Dropping a client without finish abandons what is queued (counted), and returns at once.
-    let mut cfg = ReplayConfig::new(format!("http://127.0.0.1:{}", common::closed_port()));
+    let mut cfg = ReplayConfig::new(format!("http://127.0.0.1:{}", unused_port()));
     cfg.pacing = vxtap_replay::Pacing::Original;
     let client = ReplayClient::start(cfg).unwrap();
     let sender = client.sender();

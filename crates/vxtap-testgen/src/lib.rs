@@ -6,6 +6,7 @@
 //! - [`mix`]: many concurrent conversations merged in time, wrapped as a mirror session sends them,
 //!   optionally damaged (loss, duplication, reordering, truncation), with the expected requests.
 //! - [`pcap`]: a classic pcap writer (and reader) to store them.
+//! - [`ports`]: free ports for servers a test starts, without the race of binding port 0.
 //! - [`score`]: how vxtap's events compare with the requests that were sent (exact, missing, phantoms).
 //! - `smol` (feature `smoltcp`): HTTP conversations between real smoltcp TCP sockets over a lossy,
 //!   reordering virtual link, captured as a mirror at the server sees them.
@@ -44,6 +45,7 @@ pub mod conversation;
 pub mod frame;
 pub mod mix;
 pub mod pcap;
+pub mod ports;
 mod rng;
 pub mod score;
 #[cfg(feature = "smoltcp")]

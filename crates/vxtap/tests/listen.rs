@@ -8,8 +8,9 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, metric, signal, wait_for};
+use common::{http_get, metric, signal, wait_for};
 use vxtap_testgen::mix::{MixParams, generate_mix};
+use vxtap_testgen::ports::unused_port;
 use vxtap_testgen::score::score;
 
 #[test]
@@ -17,7 +18,7 @@ fn listen_receives_reopens_on_sighup_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("eve.json");
     let rotated = dir.path().join("eve.json.1");
-    let (udp, health) = (free_port(), free_port());
+    let (udp, health) = (unused_port(), unused_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .args(["listen", "--udp", &format!("127.0.0.1:{udp}"), "--health", &format!("127.0.0.1:{health}")])
         .args(["--events", events.to_str().unwrap(), "--log-format", "json", "--drain-timeout", "10"])
@@ -81,7 +82,7 @@ fn listen_receives_reopens_on_sighup_and_drains_on_sigterm() {
 
 #[test]
 fn health_is_503_while_draining() {
-    let (udp, health) = (free_port(), free_port());
+    let (udp, health) = (unused_port(), unused_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .args(["listen", "--udp", &format!("127.0.0.1:{udp}"), "--health", &format!("127.0.0.1:{health}")])
         .args(["--drain-timeout", "3"])

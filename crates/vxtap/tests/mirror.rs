@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{free_port, http_get, signal, wait_for};
+use common::{http_get, signal, wait_for};
+use vxtap_testgen::ports::unused_port;
 
 /// Sends one copy the way nginx's reference `mirror` configuration does; returns the status line.
 fn send_copy(port: u16, path: &str, body: &[u8], xff: &str) -> String {
@@ -32,7 +33,7 @@ fn send_copy(port: u16, path: &str, body: &[u8], xff: &str) -> String {
 fn run(trusted: &str) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("eve.json");
-    let (mirror, health) = (free_port(), free_port());
+    let (mirror, health) = (unused_port(), unused_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .args(["listen", "--udp", "off", "--http-mirror", &format!("127.0.0.1:{mirror}")])
         .args(["--trusted-proxies", trusted, "--health", &format!("127.0.0.1:{health}")])

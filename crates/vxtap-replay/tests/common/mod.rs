@@ -264,12 +264,6 @@ pub fn small_job(seq: u64) -> ReplayJob {
     ReplayJob::new(r, "10.0.0.7:50000".parse().unwrap(), "10.0.1.20:80".parse().unwrap(), seq)
 }
 
-/// A closed port on 127.0.0.1: bound, then released.
-pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
 pub fn proc_status_kb(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
