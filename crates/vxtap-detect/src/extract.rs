@@ -245,12 +245,19 @@ impl<'a> Collector<'a> {
         Collector { values: Vec::with_capacity(16), limits, budget: limits.max_total_bytes, cut: false }
     }
 
-    /// Whether no value can be added; asked only when there is more of the request to read, so a
-    /// full collector means the request was cut.
-    fn full(&mut self) -> bool {
-        let full = self.values.len() >= self.limits.max_values || self.budget == 0;
-        self.cut |= full;
-        full
+    /// Whether no value can be added.
+    fn is_full(&self) -> bool {
+        self.values.len() >= self.limits.max_values || self.budget == 0
+    }
+
+    /// Whether a reading loop stops here because no value can be added; the request counts as cut
+    /// when what the loop had left, tested by `rest_holds_values` only then, holds a value.
+    fn stop(&mut self, rest_holds_values: impl FnOnce() -> bool) -> bool {
+        if !self.is_full() {
+            return false;
+        }
+        self.cut |= rest_holds_values();
+        true
     }
 
     fn push(
@@ -261,7 +268,11 @@ impl<'a> Collector<'a> {
         nd: NameDecode,
         raw: Cow<'a, [u8]>,
     ) {
-        if raw.is_empty() || self.full() {
+        if raw.is_empty() {
+            return;
+        }
+        if self.is_full() {
+            self.cut = true;
             return;
         }
         let cap = self.limits.max_value_bytes.min(self.budget);
@@ -281,16 +292,16 @@ impl<'a> Collector<'a> {
 
     fn push_pairs(&mut self, data: &'a [u8], sep: u8, kind: Kind, prefix: &'static str) {
         for pair in split(data, sep) {
-            if self.full() {
-                return;
-            }
-            if pair.is_empty() {
-                continue;
-            }
             let (name, value) = match memchr(b'=', pair) {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
                 None => (pair, &b""[..]),
             };
+            if name.is_empty() && value.is_empty() {
+                continue;
+            }
+            if self.stop(|| true) {
+                return;
+            }
             let nd = if kind.plus_is_space() { NameDecode::UrlPlus } else { NameDecode::Url };
             if !name.is_empty() {
                 self.push(Kind::ArgName, "args_names", Cow::Borrowed(name), nd, Cow::Borrowed(name));
@@ -406,10 +417,8 @@ pub(crate) fn collect<'a>(req: &'a Request, limits: &'a Limits) -> (Vec<Value<'a
     }
     c.push(Kind::Path, "path", Cow::Borrowed(b""), NameDecode::AsIs, Cow::Borrowed(path));
     c.push_pairs(query, b'&', Kind::Arg, "args");
+    // no early stop: a full collector refuses (and counts) each header value left
     for h in &req.headers {
-        if c.full() {
-            break;
-        }
         if h.name.eq_ignore_ascii_case(b"cookie") {
             for part in h.value.split(|&b| b == b';') {
                 let part = trim(part);
@@ -535,13 +544,10 @@ fn multipart<'a>(body: &'a [u8], boundary: &[u8], c: &mut Collector<'a>) {
     let finder = memmem::Finder::new(&delim);
     let mut positions = finder.find_iter(body).take(c.limits.max_values + 1).peekable();
     while let Some(start) = positions.next() {
-        if c.full() {
-            return;
-        }
         let part_start = start + delim.len();
         let part_end = positions.peek().copied().unwrap_or(body.len());
         let part = &body[part_start..part_end];
-        if part.starts_with(b"--") {
+        if part.starts_with(b"--") || c.stop(|| true) {
             return;
         }
         let (head, content) = match memmem::find(part, b"\r\n\r\n") {
@@ -615,7 +621,7 @@ fn json<'a>(body: &'a [u8], c: &mut Collector<'a>) -> bool {
         p.into_bytes()
     };
     while i < body.len() {
-        if c.full() {
+        if c.stop(|| json_holds_values(&body[i..])) {
             break;
         }
         let b = body[i];
@@ -689,6 +695,27 @@ fn json<'a>(body: &'a [u8], c: &mut Collector<'a>) -> bool {
     true
 }
 
+/// Whether the rest of a JSON body holds more than brackets, separators and whitespace.
+fn json_holds_values(rest: &[u8]) -> bool {
+    rest.iter().any(|&b| !matches!(b, b'{' | b'}' | b'[' | b']' | b',' | b':') && !b.is_ascii_whitespace())
+}
+
+/// Whether the rest of an XML body holds more than closing tags, comments, declarations and
+/// whitespace.
+fn xml_holds_values(mut rest: &[u8]) -> bool {
+    loop {
+        rest = trim(rest);
+        let closer = [(&b"</"[..], &b">"[..]), (b"<!--", b"-->"), (b"<?", b"?>")]
+            .into_iter()
+            .find(|(open, _)| rest.starts_with(open));
+        let Some((open, close)) = closer else { return !rest.is_empty() };
+        match memmem::find(&rest[open.len()..], close) {
+            Some(end) => rest = &rest[open.len() + end + close.len()..],
+            None => return false,
+        }
+    }
+}
+
 /// Decodes a JSON string starting at its opening quote; returns the decoded bytes and the length
 /// consumed (up to and including the closing quote, or the end of input).
 fn json_string(s: &[u8]) -> (Cow<'_, [u8]>, usize) {
@@ -748,7 +775,10 @@ fn json_string(s: &[u8]) -> (Cow<'_, [u8]>, usize) {
 fn xml<'a>(body: &'a [u8], c: &mut Collector<'a>) {
     let mut i = 0;
     let mut tag: &[u8] = b"";
-    while i < body.len() && !c.full() {
+    while i < body.len() {
+        if c.stop(|| xml_holds_values(&body[i..])) {
+            break;
+        }
         if body[i] == b'<' {
             if body[i..].starts_with(b"<![CDATA[") {
                 let start = i + 9;

@@ -698,6 +698,33 @@ fn a_request_inspected_in_part_says_so() {
 }
 
 #[test]
+fn a_request_read_to_its_last_value_is_not_cut() {
+    // Each request ends in what holds no value (an empty pair, closing brackets or tags, the closing
+    // delimiter): a collector that fills up on its last value has read it all; one value less is a cut.
+    let json = ("Content-Type", "application/json");
+    let xml = ("Content-Type", "application/xml");
+    let multipart = ("Content-Type", "multipart/form-data; boundary=B");
+    let requests = [
+        Request { headers: Vec::new(), ..get("/p?a=1&b=2&&") },
+        req("POST", "/j", &[json], br#"{"a": ["x", {"b": "y"}] }  "#),
+        req("POST", "/x", &[xml], b"<?xml version=\"1.0\"?><r><a k=\"v\">x</a><!-- end --></r>\n"),
+        req(
+            "POST",
+            "/m",
+            &[multipart],
+            b"--B\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nhello\r\n--B--\r\n",
+        ),
+    ];
+    for r in &requests {
+        let values = crate::extract::collect(r, &Limits::default()).0.len();
+        let with = |max_values| Detector::builtin().with_limits(Limits { max_values, ..Limits::default() });
+        let target = String::from_utf8_lossy(&r.target);
+        assert!(!with(values).examine(r).partial, "{target}: {values} values");
+        assert!(with(values - 1).examine(r).partial, "{target}: {} values", values - 1);
+    }
+}
+
+#[test]
 fn remembered_values_are_charged_and_matched_as_fresh_ones() {
     // Repeated benign headers and arguments before an attack, under scan budgets small enough that
     // the charge of the remembered values decides whether the attack is still scanned.
