@@ -31,17 +31,22 @@ pub fn unused_port() -> u16 {
     unused_port_after(&TRIED)
 }
 
-/// The candidate at `tried` (counting the candidates this process has tried so far).
-fn candidate(tried: u32) -> u16 {
-    let span = ephemeral_start().saturating_sub(LOWEST).max(1);
+/// How many ports there are to hand out.
+fn span() -> u32 {
+    ephemeral_start().saturating_sub(LOWEST).max(1)
+}
+
+/// The candidate at `tried` (counting the candidates this process has tried so far) of `span`.
+fn candidate(tried: u32, span: u32) -> u16 {
     let start = std::process::id().wrapping_mul(7_919) % span;
     (LOWEST + (start + tried) % span) as u16
 }
 
 /// [`unused_port`] with its count of candidates tried given.
 fn unused_port_after(tried: &AtomicU32) -> u16 {
-    for _ in 0..ephemeral_start().saturating_sub(LOWEST).max(1) {
-        let port = candidate(tried.fetch_add(1, Ordering::Relaxed));
+    let span = span();
+    for _ in 0..span {
+        let port = candidate(tried.fetch_add(1, Ordering::Relaxed), span);
         let free =
             TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok();
         if free {
@@ -79,7 +84,7 @@ mod tests {
 
     #[test]
     fn a_port_in_use_is_skipped() {
-        let first = candidate(0);
+        let first = candidate(0, span());
         let _held = TcpListener::bind(("127.0.0.1", first));
         let tried = AtomicU32::new(0);
         assert_ne!(unused_port_after(&tried), first);
