@@ -43,6 +43,13 @@ impl<H: StreamHandler> Flow<H> {
         self.charged
     }
 
+    /// The initial sequence numbers of the streams from the key's `lo` and `hi` endpoints, where a
+    /// SYN or SYN-ACK fixed them.
+    pub(crate) fn isns_by_origin(&self) -> [Option<u32>; 2] {
+        let [a, b] = [self.streams[0].isn(), self.streams[1].isn()];
+        if self.a_is_lo { [a, b] } else { [b, a] }
+    }
+
     pub(crate) fn has_hole(&self) -> bool {
         self.streams.iter().any(Stream::has_hole)
     }
@@ -136,7 +143,8 @@ impl<H: StreamHandler> Flow<H> {
     }
 
     /// Signals the end of `dir` once its FIN is reached; the flow closes when both ends are done, or
-    /// when one is and the other direction was never seen (a one-direction mirror).
+    /// when one is and the other direction was never seen (a one-direction mirror), unless `dir`
+    /// acknowledged bytes of it: then the mirror reordered them behind this end, and they still come.
     fn check_end(&mut self, dir: Dir, ts: u64, sink: &mut H::Sink) -> Option<CloseReason> {
         let stream = &mut self.streams[dir.index()];
         if stream.reached_fin() && !stream.ended {
@@ -145,7 +153,8 @@ impl<H: StreamHandler> Flow<H> {
         }
         let other = &self.streams[dir.other().index()];
         let this = &self.streams[dir.index()];
-        (this.ended && (other.ended || !other.seen)).then_some(CloseReason::Fin)
+        let one_way = !other.seen && !other.owes_acknowledged_bytes();
+        (this.ended && (other.ended || one_way)).then_some(CloseReason::Fin)
     }
 }
 

@@ -262,7 +262,8 @@ pub struct ReassemblyStats {
     pub out_of_order: u64,
     /// Segments too far from the expected sequence number to belong to the stream.
     pub out_of_window: u64,
-    /// Segments without payload (bare ACK, FIN, RST) for no known flow, ignored.
+    /// Segments that open no flow, ignored: without payload (bare ACK, FIN, RST) for no known
+    /// flow, or late copies of a connection that closed moments ago (its handshake included).
     pub stray: u64,
 }
 
@@ -315,15 +316,25 @@ pub struct FlowTable<H> {
     /// foldhash: several times cheaper than SipHash on these keys, and randomly seeded per table, so
     /// addresses chosen by an attacker cannot be aimed at one bucket.
     flows: HashMap<FlowKey, Box<Flow<H>>, foldhash::fast::RandomState>,
-    /// Connections closed by FIN or RST, with when: late duplicates of their segments are ignored
-    /// instead of opening a flow that would emit a request again.
-    closed: HashMap<FlowKey, u64, foldhash::fast::RandomState>,
+    /// Connections closed by FIN or RST: late duplicates of their segments are ignored instead of
+    /// opening a flow that would emit a request again.
+    closed: HashMap<FlowKey, Tombstone, foldhash::fast::RandomState>,
     closed_order: VecDeque<(u64, FlowKey)>,
     /// (deadline, key): lazily maintained; an entry whose flow moved on is re-queued when popped.
     timers: BinaryHeap<Reverse<(u64, FlowKey)>>,
     memory: usize,
     stats: ReassemblyStats,
     now: u64,
+}
+
+/// What the table remembers of a connection closed by FIN or RST.
+#[derive(Clone, Copy)]
+struct Tombstone {
+    /// When it closed (capture time, µs).
+    at: u64,
+    /// Its initial sequence numbers from the key's `lo` and `hi` endpoints, where known: a SYN
+    /// carrying one of them is a late copy of the old handshake, not a new connection on the port.
+    isns: [Option<u32>; 2],
 }
 
 /// Timer entries of closed flows tolerated beyond twice the open flows before they are swept.
@@ -397,8 +408,13 @@ impl<H: StreamHandler> FlowTable<H> {
         let syn = h.flags.contains(TcpFlags::SYN);
         let bare = seg.payload.is_empty() && h.missing == 0;
         // A bare ACK, FIN or RST opens nothing (typically the last ACK of a closed connection), and
-        // neither does a late copy of a segment of a connection that closed moments ago.
-        if !syn && (bare || self.recently_closed(&key)) {
+        // neither does a late copy of a segment of a connection that closed moments ago, its SYN or
+        // SYN-ACK included: a new connection on the same ports starts from another sequence number.
+        let stale = match self.recently_closed(&key) {
+            Some(old) => !syn || old.isns[usize::from(!forward)] == Some(h.seq),
+            None => false,
+        };
+        if stale || (!syn && bare) {
             self.stats.stray += 1;
             return false;
         }
@@ -476,8 +492,8 @@ impl<H: StreamHandler> FlowTable<H> {
         &self.stats
     }
 
-    /// True when `key` closed by FIN or RST within the closing timeout.
-    fn recently_closed(&mut self, key: &FlowKey) -> bool {
+    /// What is remembered of `key` when it closed by FIN or RST within the closing timeout.
+    fn recently_closed(&mut self, key: &FlowKey) -> Option<Tombstone> {
         while let Some(&(at, old)) = self.closed_order.front() {
             if self.now.saturating_sub(at) < self.cfg.closing_timeout_us
                 && self.closed_order.len() <= MAX_TOMBSTONES
@@ -485,17 +501,17 @@ impl<H: StreamHandler> FlowTable<H> {
                 break;
             }
             self.closed_order.pop_front();
-            if self.closed.get(&old) == Some(&at) {
+            if self.closed.get(&old).is_some_and(|t| t.at == at) {
                 self.closed.remove(&old);
             }
         }
-        self.closed.contains_key(key)
+        self.closed.get(key).copied()
     }
 
     fn remove(&mut self, key: &FlowKey, reason: CloseReason, sink: &mut H::Sink) {
         let Some(mut flow) = self.flows.remove(key) else { return };
         if matches!(reason, CloseReason::Fin | CloseReason::Rst) {
-            self.closed.insert(*key, self.now);
+            self.closed.insert(*key, Tombstone { at: self.now, isns: flow.isns_by_origin() });
             self.closed_order.push_back((self.now, *key));
         }
         flow.close(self.now, reason, &mut self.stats, sink);

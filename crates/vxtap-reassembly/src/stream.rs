@@ -44,6 +44,12 @@ pub(crate) struct Stream {
     /// first segment seen and nothing is delivered until the leading hole is settled, which moves
     /// to the first buffered byte silently (the bytes before a midstream start are not a loss).
     tentative: bool,
+    /// The initial sequence number, when `isn_known`: a copy of the SYN arriving after the
+    /// connection closed is known by it. Two fields, not an `Option`, which would add 8 bytes to
+    /// every flow (the bool fits in padding).
+    isn: u32,
+    /// Whether a SYN or a SYN-ACK fixed `isn`.
+    isn_known: bool,
 }
 
 impl Stream {
@@ -58,6 +64,22 @@ impl Stream {
     /// True when `ack` covers bytes of this stream that were not delivered yet.
     pub(crate) fn lags(&self, ack: u32) -> bool {
         self.next_seq.is_some_and(|next| (ack.wrapping_sub(next) as i32) > 0)
+    }
+
+    /// The initial sequence number, where a SYN or SYN-ACK fixed it.
+    pub(crate) fn isn(&self) -> Option<u32> {
+        self.isn_known.then_some(self.isn)
+    }
+
+    fn set_isn(&mut self, isn: u32) {
+        self.isn = isn;
+        self.isn_known = true;
+    }
+
+    /// True when the receiver acknowledged bytes of this stream that were not delivered yet: they
+    /// were sent, so the mirror may still bring them.
+    pub(crate) fn owes_acknowledged_bytes(&self) -> bool {
+        self.acked.is_some_and(|ack| self.lags(ack))
     }
 
     /// Records an acknowledgment of this stream by the receiver.
@@ -86,12 +108,16 @@ impl Stream {
         stats: &mut ReassemblyStats,
     ) {
         match self.next_seq {
-            None => self.next_seq = Some(seq),
+            None => {
+                self.next_seq = Some(seq);
+                self.set_isn(seq.wrapping_sub(1));
+            }
             Some(next) if self.tentative => {
                 let ahead = seq.wrapping_sub(next);
                 if ahead <= TENTATIVE_BACK {
                     self.advance(u64::from(ahead));
                     self.tentative = false;
+                    self.set_isn(seq.wrapping_sub(1));
                     self.drain(emit, stats);
                 }
             }
@@ -105,6 +131,7 @@ impl Stream {
         if self.pos == 0 && self.ooo.is_empty() {
             self.next_seq = Some(seq.wrapping_add(1));
             self.tentative = false;
+            self.set_isn(seq);
         }
     }
 

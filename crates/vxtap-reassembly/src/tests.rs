@@ -493,8 +493,59 @@ fn a_late_duplicate_after_close_opens_no_new_flow_but_a_new_syn_does() {
     assert!(t.is_empty());
     feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 5);
     assert!(t.is_empty(), "a duplicate of the closed connection's data");
+    // the mirror delayed copies of the handshake past the close (seen in the lab under reordering)
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 5);
+    assert!(t.is_empty(), "a late copy of the closed connection's SYN");
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), b"", 5);
+    assert!(t.is_empty(), "a late copy of its SYN-ACK");
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 5);
+    assert!(t.is_empty(), "and of its request, after them");
+    assert_eq!(t.stats().stray, 4);
+    assert_eq!(data_of(&s, Dir::A), b"GET / HTTP/1.1\r\n\r\n", "the request was delivered once");
     feed(&mut t, &mut s, header(CLIENT, SERVER, 5000, TcpFlags::SYN), b"", 6);
     assert_eq!(t.len(), 1, "the port reused by a new connection");
+}
+
+#[test]
+fn a_syn_after_a_close_opens_a_flow_when_the_old_handshake_was_not_seen() {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    // picked up midstream: no initial sequence number is known, so no SYN can be told stale
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 1);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 1, ack()), b"HTTP/1.1 204 No Content\r\n\r\n", 2);
+    // a midstream start is settled after the reorder timeout
+    t.advance(2_000_000, &mut s);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 19, ack().union(TcpFlags::FIN)), b"", 2_000_001);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 28, ack().union(TcpFlags::FIN)), b"", 2_000_002);
+    assert!(t.is_empty());
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 2_000_003);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn a_server_end_before_any_client_segment_waits_for_the_acknowledged_request() {
+    // As the lab's reordering relay delivered one connection: the whole server side first, the
+    // client's request last. The server acknowledged the request, so it was sent: the flow is no
+    // one-direction mirror and must not close at the server's FIN.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    let request = b"GET / HTTP/1.1\r\n\r\n";
+    let server = |seq, flags| {
+        let mut h = header(SERVER, CLIENT, seq, flags);
+        h.ack = 101 + request.len() as u32;
+        h
+    };
+    let mut syn_ack = server(7000, TcpFlags::SYN.union(ack()));
+    syn_ack.ack = 101;
+    feed(&mut t, &mut s, syn_ack, b"", 1);
+    feed(&mut t, &mut s, server(7001, ack()), b"HTTP/1.1 204 No Content\r\n\r\n", 2);
+    feed(&mut t, &mut s, server(7028, ack().union(TcpFlags::FIN)), b"", 3);
+    assert_eq!(t.len(), 1, "the request is still to come");
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 101, ack()), request, 4);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 119, ack().union(TcpFlags::FIN)), b"", 5);
+    assert!(t.is_empty());
+    assert_eq!(data_of(&s, Dir::B), request);
+    assert_eq!(s.last(), Some(&Seen::Close(CloseReason::Fin)));
 }
 
 #[test]
