@@ -904,6 +904,9 @@ const MAX_EARLY_RESPONSE: usize = 64 << 10;
 struct EarlyResponse {
     bytes: Vec<u8>,
     at: u64,
+    /// When the server's FIN came, if it overtook the request too: the server's end then follows
+    /// the held bytes.
+    server_ended: Option<u64>,
 }
 
 impl Conversation {
@@ -986,9 +989,12 @@ impl Conversation {
     fn release_early_response(&mut self, ts: u64) {
         self.ahead = [false; 2];
         let Some(held) = self.early_response.take() else { return };
-        let server = self.sh.client.map(|c| c.other().idx());
-        if let Some(Dir::Resp(r)) = server.map(|s| &mut self.dirs[s]) {
+        let server = self.sh.client.map(Peer::other);
+        if let Some(Dir::Resp(r)) = server.map(|s| &mut self.dirs[s.idx()]) {
             r.feed(&held.bytes, held.at.min(ts), &mut self.sh);
+        }
+        if let (Some(server), Some(at)) = (server, held.server_ended) {
+            self.end_dir(server, at);
         }
     }
 
@@ -1008,7 +1014,10 @@ impl Conversation {
         let fed = match &mut self.dirs[d] {
             Dir::Req(r) => {
                 let fed = r.feed(data, ts, &mut self.sh);
-                self.release_early_response(ts);
+                // the held response waits until its request's head is parsed, not just begun
+                if self.sh.awaits_response() {
+                    self.release_early_response(ts);
+                }
                 fed
             }
             Dir::Resp(r) => {
@@ -1067,8 +1076,18 @@ impl Conversation {
 
     fn end_dir(&mut self, from: Peer, ts: u64) {
         self.flush_preamble(from, ts);
-        self.release_early_response(ts);
         let d = from.idx();
+        // The server's FIN overtook the request as its response did: the response keeps waiting
+        // for the request, and the server's end is taken after it.
+        if let Some(held) = self.early_response.as_mut()
+            && matches!(self.dirs[d], Dir::Resp(_))
+            && !self.ended[from.other().idx()]
+            && !self.finished
+        {
+            held.server_ended.get_or_insert(ts);
+            return;
+        }
+        self.release_early_response(ts);
         if self.finished || self.ended[d] {
             return;
         }

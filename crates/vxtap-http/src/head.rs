@@ -365,8 +365,10 @@ pub(crate) fn resync_start(line: &[u8]) -> Option<usize> {
         return None;
     }
     let token_start = before[..space].iter().rposition(|&b| !is_tchar(b)).map_or(0, |p| p + 1);
-    if token_start > 0 && matches!(before[token_start - 1], b' ' | b'\t') {
-        // `Name: GET / HTTP/1.1`: words in a header value or prose, not a glued request line.
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    if token_start > 0 && blank(&before[token_start - 1]) && !before[..token_start].iter().all(blank) {
+        // `Name: GET / HTTP/1.1`: words in a header value or prose, not a glued request line; a
+        // body's tail of blanks only (`… \n POST /x HTTP/1.1`) is no such word.
         return None;
     }
     let token = &before[token_start..space];
@@ -567,6 +569,9 @@ mod tests {
         assert_eq!(resync_start(b"GET /x HTTP/1.1 "), None);
         assert_eq!(resync_start(b"Referer: GET /x HTTP/1.1"), None, "a header value is not a request");
         assert_eq!(resync_start(b"XYZZY /x HTTP/1.1"), None);
+        assert_eq!(resync_start(b" POST /x HTTP/1.1\r"), Some(1), "a body's text ended in a blank");
+        assert_eq!(resync_start(b" \t GET /x HTTP/1.0"), Some(3));
+        assert_eq!(resync_start(b"lorem ipsum GET /x HTTP/1.1"), None, "prose is not a request");
     }
 
     #[test]

@@ -1237,6 +1237,47 @@ fn a_response_that_overtakes_its_request_is_paired_when_the_request_comes() {
 }
 
 #[test]
+fn a_response_and_the_servers_fin_that_overtake_the_request_wait_for_it() {
+    // As the lab's reordering relay delivered one connection: the response, the server's FIN, then
+    // the request in two pieces; the server's end must not release the response unpaired.
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_ahead(B);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1);
+    c.on_end(B, 2);
+    c.on_data(A, b"POST /form HTTP/1.1\r\nHost: x\r\n", 3);
+    c.on_data(A, b"Content-Length: 3\r\n\r\na=1", 4);
+    c.on_end(A, 5);
+    c.finish(5);
+    let out = drain(&mut c);
+    let t = txs(&out);
+    assert_eq!(t.len(), 1, "{out:?}");
+    assert_eq!(t[0].request.target, b"/form");
+    assert_eq!(t[0].response.as_ref().map(|r| r.status), Some(200));
+    assert!(anomalies(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn after_a_gap_a_request_line_that_follows_a_blank_in_body_text_is_found() {
+    // As the lab's truncating relay left a pipelined stream: the gap took a body's end, two requests
+    // and a head's start; the request after the next text body starts after " \n ".
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_data(A, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\nsome text", 1);
+    c.on_gap(A, 514, 2);
+    c.on_data(
+        A,
+        b"HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\nipsum \n amet \n POST /b?id=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        3,
+    );
+    c.finish(4);
+    let out = drain(&mut c);
+    let targets: Vec<&[u8]> = txs(&out).iter().map(|t| t.request.target.as_slice()).collect();
+    assert_eq!(targets, [&b"/a"[..], b"/b?id=1"], "{out:?}");
+}
+
+#[test]
 fn a_response_to_no_request_is_still_dropped_and_counted_at_the_end() {
     let mut c = new(Some(A));
     c.on_packet(A);
