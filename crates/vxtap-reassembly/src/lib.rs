@@ -337,6 +337,18 @@ struct Tombstone {
     isns: [Option<u32>; 2],
 }
 
+impl Tombstone {
+    /// Whether a SYN or SYN-ACK (from the key's `lo` endpoint when `from_lo`) is a late copy of the
+    /// closed connection's handshake: it carries its sender's old initial sequence number, or, a
+    /// SYN-ACK, acknowledges the other side's (whose own SYN-ACK may never have been seen).
+    fn is_old_handshake(&self, h: &SegmentHeader, from_lo: bool) -> bool {
+        let (sender, receiver) =
+            if from_lo { (self.isns[0], self.isns[1]) } else { (self.isns[1], self.isns[0]) };
+        sender == Some(h.seq)
+            || (h.flags.contains(TcpFlags::ACK) && receiver.map(|isn| isn.wrapping_add(1)) == Some(h.ack))
+    }
+}
+
 /// Timer entries of closed flows tolerated beyond twice the open flows before they are swept.
 const TIMER_SLACK: usize = 4096;
 
@@ -411,7 +423,7 @@ impl<H: StreamHandler> FlowTable<H> {
         // neither does a late copy of a segment of a connection that closed moments ago, its SYN or
         // SYN-ACK included: a new connection on the same ports starts from another sequence number.
         let stale = match self.recently_closed(&key) {
-            Some(old) => !syn || old.isns[usize::from(!forward)] == Some(h.seq),
+            Some(old) => !syn || old.is_old_handshake(h, forward),
             None => false,
         };
         if stale || (!syn && bare) {

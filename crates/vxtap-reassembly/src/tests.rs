@@ -507,6 +507,30 @@ fn a_late_duplicate_after_close_opens_no_new_flow_but_a_new_syn_does() {
 }
 
 #[test]
+fn a_late_syn_ack_is_known_by_the_client_isn_it_acknowledges() {
+    // The server's SYN-ACK was not seen before the close, so only the client's ISN is known; its
+    // late copy acknowledges that ISN (the lab, relay dup=0.4, reorder=0.6, maxdelay=300: a request
+    // came out twice).
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 2);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5001, ack()), b"HTTP/1.1 204 No Content\r\n\r\n", 3);
+    t.advance(2_000_000, &mut s);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 19, ack().union(TcpFlags::FIN)), b"", 2_000_001);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5028, ack().union(TcpFlags::FIN)), b"", 2_000_002);
+    assert!(t.is_empty());
+    let mut syn_ack = header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack()));
+    syn_ack.ack = 1;
+    feed(&mut t, &mut s, syn_ack, b"", 2_000_003);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 2_000_004);
+    assert!(t.is_empty(), "the late SYN-ACK and request opened a flow");
+    syn_ack.ack = 7001;
+    feed(&mut t, &mut s, syn_ack, b"", 2_000_005);
+    assert_eq!(t.len(), 1, "a SYN-ACK of a new connection on the same ports");
+}
+
+#[test]
 fn a_syn_after_a_close_opens_a_flow_when_the_old_handshake_was_not_seen() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
