@@ -506,6 +506,16 @@ fn a_late_duplicate_after_close_opens_no_new_flow_but_a_new_syn_does() {
     assert_eq!(t.len(), 1, "the port reused by a new connection");
 }
 
+/// Settles a stream started without a handshake (at capture time 2 s, past the reorder timeout),
+/// then closes the connection both ways: the client's FIN at `client_fin`, the server's at
+/// `server_fin`.
+fn settle_and_close(t: &mut FlowTable<Recorder>, s: &mut Vec<Seen>, client_fin: u32, server_fin: u32) {
+    t.advance(2_000_000, s);
+    feed(t, s, header(CLIENT, SERVER, client_fin, ack().union(TcpFlags::FIN)), b"", 2_000_001);
+    feed(t, s, header(SERVER, CLIENT, server_fin, ack().union(TcpFlags::FIN)), b"", 2_000_002);
+    assert!(t.is_empty(), "the connection closed");
+}
+
 #[test]
 fn a_late_syn_ack_is_known_by_the_client_isn_it_acknowledges() {
     // The server's SYN-ACK was not seen before the close, so only the client's ISN is known; its
@@ -516,10 +526,7 @@ fn a_late_syn_ack_is_known_by_the_client_isn_it_acknowledges() {
     feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
     feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 2);
     feed(&mut t, &mut s, header(SERVER, CLIENT, 5001, ack()), b"HTTP/1.1 204 No Content\r\n\r\n", 3);
-    t.advance(2_000_000, &mut s);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 19, ack().union(TcpFlags::FIN)), b"", 2_000_001);
-    feed(&mut t, &mut s, header(SERVER, CLIENT, 5028, ack().union(TcpFlags::FIN)), b"", 2_000_002);
-    assert!(t.is_empty());
+    settle_and_close(&mut t, &mut s, 19, 5028);
     let mut syn_ack = header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack()));
     syn_ack.ack = 1;
     feed(&mut t, &mut s, syn_ack, b"", 2_000_003);
@@ -537,11 +544,7 @@ fn a_syn_after_a_close_opens_a_flow_when_the_old_handshake_was_not_seen() {
     // picked up midstream: no initial sequence number is known, so no SYN can be told stale
     feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 1);
     feed(&mut t, &mut s, header(SERVER, CLIENT, 1, ack()), b"HTTP/1.1 204 No Content\r\n\r\n", 2);
-    // a midstream start is settled after the reorder timeout
-    t.advance(2_000_000, &mut s);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 19, ack().union(TcpFlags::FIN)), b"", 2_000_001);
-    feed(&mut t, &mut s, header(SERVER, CLIENT, 28, ack().union(TcpFlags::FIN)), b"", 2_000_002);
-    assert!(t.is_empty());
+    settle_and_close(&mut t, &mut s, 19, 28);
     feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 2_000_003);
     assert_eq!(t.len(), 1);
 }
