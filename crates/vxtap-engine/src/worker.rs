@@ -390,8 +390,8 @@ impl StreamHandler for HttpFlow {
         self.conversation.on_packet(peer(dir));
     }
 
-    fn on_ahead(&mut self, dir: Dir, _out: &mut WorkerOutput) {
-        self.conversation.on_ahead(peer(dir));
+    fn on_ahead(&mut self, dir: Dir, lead: u64, _out: &mut WorkerOutput) {
+        self.conversation.on_ahead(peer(dir), lead);
     }
 
     fn on_data(&mut self, dir: Dir, data: &[u8], ts: u64, out: &mut WorkerOutput) {

@@ -179,11 +179,6 @@ impl Shared {
         (Target::Nobody, ReqKind::default())
     }
 
-    /// True when a request waits for a response (or a forced-out request's response is due).
-    fn awaits_response(&self) -> bool {
-        !self.ghosts.is_empty() || self.queue.iter().any(|e| !e.resp_assigned && !e.no_resp)
-    }
-
     /// The response stream lost its framing: no waiting request can be paired with certainty.
     fn server_resync(&mut self) {
         for e in &mut self.queue {
@@ -608,11 +603,6 @@ impl RespDir {
         RespDir { head: HeadReader::default(), state, cur: None, cur_mem: 0 }
     }
 
-    /// Between responses: nothing of a response is buffered or being read.
-    fn at_boundary(&self) -> bool {
-        matches!(self.state, SState::Head(_)) && self.head.is_empty()
-    }
-
     fn count(&mut self, n: u64, gap: bool) {
         if let Some((_, r)) = &mut self.cur {
             r.body_len += n;
@@ -889,24 +879,47 @@ pub struct Conversation {
     /// Per direction, the first bytes while it is not yet known whether a PROXY header starts it;
     /// `None` once decided.
     preamble: [Option<Vec<u8>>; 2],
-    /// Server bytes that started a response while no request waited for one, and their time;
+    /// Server bytes that acknowledge client bytes not delivered yet, held until those are;
     /// boxed, since few connections have any and inline they made every flow 24 bytes larger.
-    early_response: Option<Box<EarlyResponse>>,
-    /// Per direction: its next data answers bytes of the other direction still to come.
-    ahead: [bool; 2],
+    held: Option<Box<HeldResponse>>,
 }
 
-/// Server bytes held for a request that has not been parsed yet, at most.
-const MAX_EARLY_RESPONSE: usize = 64 << 10;
+/// Server bytes held for requests not parsed yet, at most.
+const MAX_HELD_RESPONSE: usize = 64 << 10;
 
-/// Server bytes held until their request is parsed, with the time the last of them arrived.
+/// Server bytes held until the client bytes they acknowledge are delivered. The two directions of
+/// a connection can take different paths through a mirror; a server cannot answer bytes it has not
+/// received, so feeding its bytes no earlier than the client bytes they acknowledge pairs each
+/// response with its request, also when a request in between was lost.
 #[derive(Debug, Default)]
-struct EarlyResponse {
+struct HeldResponse {
     bytes: Vec<u8>,
-    at: u64,
+    /// Consecutive pieces of `bytes`, oldest first.
+    pieces: Vec<HeldPiece>,
+    /// Client bytes delivered or declared lost since the hold began.
+    client: u64,
+    /// The client offset (counted as `client`) that the next server bytes acknowledge.
+    next_need: u64,
     /// When the server's FIN came, if it overtook the request too: the server's end then follows
     /// the held bytes.
     server_ended: Option<u64>,
+}
+
+/// Where a held piece ends in [`HeldResponse::bytes`], the client offset it waits for (never less
+/// than an earlier piece's), and when it arrived.
+#[derive(Clone, Copy, Debug)]
+struct HeldPiece {
+    end: usize,
+    need: u64,
+    at: u64,
+}
+
+impl HeldResponse {
+    /// The client offset new server bytes wait for: the latest acknowledgment ahead, and never
+    /// before bytes held already.
+    fn need(&self) -> u64 {
+        self.pieces.last().map_or(self.next_need, |p| p.need.max(self.next_need))
+    }
 }
 
 impl Conversation {
@@ -929,8 +942,7 @@ impl Conversation {
             ended: [false; 2],
             finished: false,
             preamble: [Some(Vec::new()), Some(Vec::new())],
-            early_response: None,
-            ahead: [false; 2],
+            held: None,
         }
     }
 
@@ -970,6 +982,9 @@ impl Conversation {
                 }
                 self.preamble = [None, None];
                 self.feed(from, &input[len..], ts);
+                if matches!(self.dirs[d], Dir::Req(_)) {
+                    self.client_advanced(len as u64);
+                }
             }
             Probe::Malformed => {
                 self.sh.anomaly(Anomaly::ProxyMalformed);
@@ -978,23 +993,56 @@ impl Conversation {
         }
     }
 
-    /// The next bytes from `from` acknowledge bytes of the other direction that were not delivered
-    /// yet (the mirror reordered the directions): a response that arrives before its request is then
-    /// kept until the request is parsed, instead of being dropped as unexpected.
-    pub fn on_ahead(&mut self, from: Peer) {
-        self.ahead[from.idx()] = true;
+    /// The next bytes from `from` acknowledge `lead` bytes of the other direction beyond those
+    /// delivered so far (the mirror reordered the directions). Server bytes are then held until
+    /// those client bytes are delivered or declared lost, so that a response overtaking its request
+    /// is paired with it, not dropped as unexpected or paired with an earlier request.
+    pub fn on_ahead(&mut self, from: Peer, lead: u64) {
+        if matches!(self.dirs[from.idx()], Dir::Resp(_)) && !self.finished {
+            let held = self.held.get_or_insert_default();
+            held.next_need = held.next_need.max(held.client.saturating_add(lead));
+        }
     }
 
-    /// Feeds the server bytes that arrived before any request was waiting for them.
-    fn release_early_response(&mut self, ts: u64) {
-        self.ahead = [false; 2];
-        let Some(held) = self.early_response.take() else { return };
+    /// Counts `len` client bytes delivered (or declared lost) and feeds the held server bytes that
+    /// waited for them.
+    fn client_advanced(&mut self, len: u64) {
+        let Some(held) = self.held.as_mut() else { return };
+        held.client = held.client.saturating_add(len);
+        let client = held.client;
+        let due = held.pieces.iter().take_while(|p| p.need <= client).count();
+        if due == held.pieces.len() && client >= held.next_need {
+            self.release_held(u64::MAX);
+        } else if due > 0 {
+            let end = held.pieces[due - 1].end;
+            let pieces: Vec<HeldPiece> = held.pieces.drain(..due).collect();
+            let bytes: Vec<u8> = held.bytes.drain(..end).collect();
+            for p in &mut held.pieces {
+                p.end -= end;
+            }
+            self.feed_server(&bytes, &pieces);
+        }
+    }
+
+    /// Feeds every held server byte (the client will deliver nothing more, or the server lost
+    /// bytes), then the server's end if it came; `ts` caps the pieces' times.
+    fn release_held(&mut self, ts: u64) {
+        let Some(held) = self.held.take() else { return };
+        self.feed_server(&held.bytes, &held.pieces);
+        if let (Some(server), Some(at)) = (self.sh.client.map(Peer::other), held.server_ended) {
+            self.end_dir(server, at.min(ts));
+        }
+    }
+
+    /// Feeds held server `bytes`, cut into `pieces` (ends relative to `bytes`), each at its time.
+    fn feed_server(&mut self, bytes: &[u8], pieces: &[HeldPiece]) {
         let server = self.sh.client.map(Peer::other);
         if let Some(Dir::Resp(r)) = server.map(|s| &mut self.dirs[s.idx()]) {
-            r.feed(&held.bytes, held.at.min(ts), &mut self.sh);
-        }
-        if let (Some(server), Some(at)) = (server, held.server_ended) {
-            self.end_dir(server, at);
+            let mut start = 0;
+            for p in pieces {
+                r.feed(&bytes[start..p.end], p.at, &mut self.sh);
+                start = p.end;
+            }
         }
     }
 
@@ -1014,24 +1062,19 @@ impl Conversation {
         let fed = match &mut self.dirs[d] {
             Dir::Req(r) => {
                 let fed = r.feed(data, ts, &mut self.sh);
-                // the held response waits until its request's head is parsed, not just begun
-                if self.sh.awaits_response() {
-                    self.release_early_response(ts);
-                }
+                self.client_advanced(data.len() as u64);
                 fed
             }
-            Dir::Resp(r) => {
-                let early = self.ahead[d] && r.at_boundary() && !self.sh.awaits_response();
-                let held = self.early_response.as_ref().map_or(0, |e| e.bytes.len());
-                if early && held + data.len() <= MAX_EARLY_RESPONSE {
-                    // The response overtook its request (the two directions take different paths):
-                    // keep it until the request is parsed.
-                    let e = self.early_response.get_or_insert_default();
-                    e.bytes.extend_from_slice(data);
-                    e.at = ts;
-                    return;
+            Dir::Resp(_) => {
+                if let Some(held) = self.held.as_mut() {
+                    let need = held.need();
+                    if need > held.client && held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
+                        held.bytes.extend_from_slice(data);
+                        held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts });
+                        return;
+                    }
+                    self.release_held(ts);
                 }
-                self.release_early_response(ts);
                 if let Dir::Resp(r) = &mut self.dirs[d] {
                     r.feed(data, ts, &mut self.sh);
                 }
@@ -1054,13 +1097,21 @@ impl Conversation {
     /// `len` bytes of the `from` direction are lost and will never come.
     pub fn on_gap(&mut self, from: Peer, len: u64, ts: u64) {
         self.flush_preamble(from, ts);
-        self.release_early_response(ts);
         self.sh.seen[from.idx()] = true;
         if self.finished || self.ended[from.idx()] || len == 0 {
             return;
         }
+        if matches!(self.dirs[from.idx()], Dir::Resp(_)) {
+            // Held bytes come before the lost ones.
+            self.release_held(ts);
+        }
         match &mut self.dirs[from.idx()] {
-            Dir::Req(r) => r.gap(len, ts, &mut self.sh),
+            Dir::Req(r) => {
+                r.gap(len, ts, &mut self.sh);
+                // Responses to requests lost in the gap come out as unexpected, not paired with
+                // the requests after it.
+                self.client_advanced(len);
+            }
             Dir::Resp(r) => r.gap(len, ts, &mut self.sh),
             Dir::Off => {}
         }
@@ -1079,7 +1130,7 @@ impl Conversation {
         let d = from.idx();
         // The server's FIN overtook the request as its response did: the response keeps waiting
         // for the request, and the server's end is taken after it.
-        if let Some(held) = self.early_response.as_mut()
+        if let Some(held) = self.held.as_mut()
             && matches!(self.dirs[d], Dir::Resp(_))
             && !self.ended[from.other().idx()]
             && !self.finished
@@ -1087,7 +1138,7 @@ impl Conversation {
             held.server_ended.get_or_insert(ts);
             return;
         }
-        self.release_early_response(ts);
+        self.release_held(ts);
         if self.finished || self.ended[d] {
             return;
         }
@@ -1152,7 +1203,9 @@ impl Conversation {
         let slots =
             self.sh.queue.capacity() * size_of::<Entry>() + self.sh.out.capacity() * size_of::<Output>();
         let held: usize = self.preamble.iter().flatten().map(Vec::len).sum::<usize>()
-            + self.early_response.as_ref().map_or(0, |e| size_of::<EarlyResponse>() + e.bytes.capacity());
+            + self.held.as_ref().map_or(0, |h| {
+                size_of::<HeldResponse>() + h.bytes.capacity() + h.pieces.capacity() * size_of::<HeldPiece>()
+            });
         let proxy = self.sh.proxy.as_ref().map_or(0, |_| size_of::<ProxyHeader>());
         dirs + queued + slots + held + proxy + self.sh.out_mem
     }

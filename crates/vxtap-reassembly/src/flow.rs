@@ -80,8 +80,8 @@ impl<H: StreamHandler> Flow<H> {
         }
         if h.flags.contains(TcpFlags::ACK) {
             let other = &mut self.streams[dir.other().index()];
-            if !seg.payload.is_empty() && other.lags(h.ack) {
-                self.handler.on_ahead(dir, sink);
+            if let Some(lead) = other.lead(h.ack).filter(|_| !seg.payload.is_empty()) {
+                self.handler.on_ahead(dir, lead, sink);
             }
             other.ack(h.ack);
             if h.flags.contains(TcpFlags::SYN) {

@@ -183,10 +183,10 @@ pub trait StreamHandler {
 
     /// A packet (possibly without payload) was seen in `dir`.
     fn on_packet(&mut self, _dir: Dir, _sink: &mut Self::Sink) {}
-    /// The segment from `dir` about to be delivered acknowledges bytes of the other direction that
-    /// have not been delivered yet: the mirror reordered the two directions (a response overtook
-    /// its request).
-    fn on_ahead(&mut self, _dir: Dir, _sink: &mut Self::Sink) {}
+    /// The segment from `dir` about to be delivered acknowledges `lead` bytes of the other
+    /// direction beyond those delivered (or declared lost) so far: the mirror reordered the two
+    /// directions (a response overtook its request).
+    fn on_ahead(&mut self, _dir: Dir, _lead: u64, _sink: &mut Self::Sink) {}
     /// The next contiguous bytes of `dir`.
     fn on_data(&mut self, dir: Dir, data: &[u8], ts: u64, sink: &mut Self::Sink);
     /// `len` bytes of `dir` are lost: they will never be delivered.

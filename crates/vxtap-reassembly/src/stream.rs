@@ -61,9 +61,11 @@ impl Stream {
         !self.ooo.is_empty()
     }
 
-    /// True when `ack` covers bytes of this stream that were not delivered yet.
-    pub(crate) fn lags(&self, ack: u32) -> bool {
-        self.next_seq.is_some_and(|next| (ack.wrapping_sub(next) as i32) > 0)
+    /// How many bytes of this stream `ack` covers beyond those delivered (or declared lost), if any.
+    pub(crate) fn lead(&self, ack: u32) -> Option<u64> {
+        let next = self.next_seq?;
+        let lead = ack.wrapping_sub(next) as i32;
+        (lead > 0).then_some(lead as u64)
     }
 
     /// The initial sequence number, where a SYN or SYN-ACK fixed it.
@@ -79,7 +81,7 @@ impl Stream {
     /// True when the receiver acknowledged bytes of this stream that were not delivered yet: they
     /// were sent, so the mirror may still bring them.
     pub(crate) fn owes_acknowledged_bytes(&self) -> bool {
-        self.acked.is_some_and(|ack| self.lags(ack))
+        self.acked.is_some_and(|ack| self.lead(ack).is_some())
     }
 
     /// Records an acknowledgment of this stream by the receiver.
