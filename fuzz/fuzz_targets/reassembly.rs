@@ -4,13 +4,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use vxtap_decap::{Segment, SegmentHeader, TcpFlags};
-use vxtap_reassembly::{CloseReason, Dir, FlowTable, ReassemblyConfig, StreamHandler};
+use vxtap_reassembly::{CloseReason, Delivery, Dir, FlowTable, ReassemblyConfig, StreamHandler};
 
 struct Count;
 
 impl StreamHandler for Count {
     type Sink = u64;
-    fn on_data(&mut self, _dir: Dir, data: &[u8], _ts: u64, sink: &mut u64) {
+    fn on_data(&mut self, _dir: Dir, data: &[u8], _at: Delivery, sink: &mut u64) {
         *sink += data.len() as u64;
     }
     fn on_close(&mut self, _ts: u64, _reason: CloseReason, _sink: &mut u64) {}

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use vxtap_decap::{Decoded, DefragConfig, Defragmenter, LinkType, Segment, SkipReason, Tunnel, decode_frame};
 use vxtap_detect::{Detector, Inspection};
 use vxtap_http::{Conversation, Output, Peer, Transaction};
-use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
+use vxtap_reassembly::{CloseReason, Delivery, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
 
 use crate::event::{Origin, size_hint, write_events};
 use crate::{EngineConfig, Metrics, RequestHook, SpareBatches, Work, accept, defragment};
@@ -394,8 +394,8 @@ impl StreamHandler for HttpFlow {
         self.conversation.on_ahead(peer(dir), lead);
     }
 
-    fn on_data(&mut self, dir: Dir, data: &[u8], ts: u64, out: &mut WorkerOutput) {
-        self.conversation.on_data(peer(dir), data, ts);
+    fn on_data(&mut self, dir: Dir, data: &[u8], at: Delivery, out: &mut WorkerOutput) {
+        self.conversation.on_stream_data(peer(dir), data, at.ts, at.offset, at.acked);
         self.emit(out);
     }
 

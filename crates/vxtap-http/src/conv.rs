@@ -31,6 +31,8 @@ struct Entry {
     response: Option<Response>,
     head_mem: usize,
     resp_mem: usize,
+    /// The client's stream offset at the end of the bytes that completed the head (0: unknown).
+    end: u64,
 }
 
 impl Entry {
@@ -51,6 +53,11 @@ struct Shared {
     seen: [bool; 2],
     /// The server direction ended: no response will come any more.
     server_closed: bool,
+    /// The client's stream offset at the end of the bytes being fed (0: unknown).
+    client_end: u64,
+    /// The response stream lost its framing; the next response's acknowledgment tells which
+    /// waiting requests the lost bytes may have answered (see [`Shared::pair`]).
+    resync_pending: bool,
     queue: VecDeque<Entry>,
     /// Requests emitted without response because too many were waiting (oldest first); their
     /// responses, if they come, are parsed with the right framing and dropped.
@@ -73,6 +80,8 @@ impl Shared {
             client: None,
             seen: [false; 2],
             server_closed: false,
+            client_end: 0,
+            resync_pending: false,
             queue: VecDeque::new(),
             ghosts: VecDeque::new(),
             out: Vec::new(),
@@ -129,6 +138,7 @@ impl Shared {
             response: None,
             head_mem,
             resp_mem: 0,
+            end: self.client_end,
         });
         seq
     }
@@ -166,12 +176,20 @@ impl Shared {
         }
     }
 
-    /// The request the next final response answers.
-    fn pair(&mut self) -> (Target, ReqKind) {
+    /// The request the next final response answers; `acked` is the client's stream offset the
+    /// response's segment acknowledged, when known. A server cannot answer a request it has not
+    /// received: a response that does not acknowledge the first waiting request's head answers an
+    /// earlier one (emitted already, or lost), and is dropped rather than paired wrongly.
+    fn pair(&mut self, acked: Option<u64>) -> (Target, ReqKind) {
+        if std::mem::take(&mut self.resync_pending) {
+            self.settle_resync(acked);
+        }
         if let Some(k) = self.ghosts.pop_front() {
             return (Target::Ghost, k);
         }
-        if let Some(e) = self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp) {
+        if let Some(e) = self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp)
+            && acked.is_none_or(|a| e.end <= a)
+        {
             e.resp_assigned = true;
             return (Target::Seq(e.seq), e.kind);
         }
@@ -180,9 +198,23 @@ impl Shared {
     }
 
     /// The response stream lost its framing: no waiting request can be paired with certainty.
+    /// Where stream positions are known, which ones the lost bytes may have answered is decided at
+    /// the next response head, whose acknowledgment bounds them; otherwise all of them now.
     fn server_resync(&mut self) {
+        if self.client_end == 0 {
+            self.settle_resync(None);
+        } else {
+            self.resync_pending = true;
+            self.ghosts.clear();
+        }
+    }
+
+    /// Waiting requests the lost response bytes may have answered are emitted without response:
+    /// those whose head the first response after the loss acknowledges (all of them when that is
+    /// unknown). Requests the server had not received then are still paired.
+    fn settle_resync(&mut self, acked: Option<u64>) {
         for e in &mut self.queue {
-            if e.req_done && e.response.is_none() {
+            if e.req_done && e.response.is_none() && acked.is_none_or(|a| e.end <= a) {
                 e.no_resp = true;
             }
         }
@@ -610,7 +642,8 @@ impl RespDir {
         }
     }
 
-    fn feed(&mut self, data: &[u8], ts: u64, sh: &mut Shared) {
+    /// Reads response bytes; `acked` is the client's stream offset their segment acknowledged.
+    fn feed(&mut self, data: &[u8], ts: u64, acked: Option<u64>, sh: &mut Shared) {
         let mut i = 0;
         while i < data.len() {
             if sh.stop_all {
@@ -667,13 +700,13 @@ impl RespDir {
                     let mode = *mode;
                     let (n, ev) = self.head.feed(rest, ts, sh.cfg.max_head_bytes);
                     i += n;
-                    self.on_head_event(mode, ev, ts, sh);
+                    self.on_head_event(mode, ev, ts, acked, sh);
                 }
             }
         }
     }
 
-    fn on_head_event(&mut self, mode: Mode, ev: HeadEvent, ts: u64, sh: &mut Shared) {
+    fn on_head_event(&mut self, mode: Mode, ev: HeadEvent, ts: u64, acked: Option<u64>, sh: &mut Shared) {
         match ev {
             HeadEvent::NeedMore if self.head.first_line_end != 0 || self.head.is_empty() => {}
             HeadEvent::NeedMore | HeadEvent::FirstLine => {
@@ -702,7 +735,7 @@ impl RespDir {
                     }
                 }
             }
-            HeadEvent::Done => self.head_done(ts, sh),
+            HeadEvent::Done => self.head_done(ts, acked, sh),
             HeadEvent::TooLarge => {
                 if mode != Mode::Resync {
                     sh.anomaly(Anomaly::HeadTooLarge);
@@ -741,7 +774,7 @@ impl RespDir {
         sh.server_resync();
     }
 
-    fn head_done(&mut self, ts: u64, sh: &mut Shared) {
+    fn head_done(&mut self, ts: u64, acked: Option<u64>, sh: &mut Shared) {
         let Some(line) = head::parse_status_line(self.head.first_line()) else {
             return self.malformed(sh);
         };
@@ -769,7 +802,7 @@ impl RespDir {
         };
         self.cur_mem = self.head.buf.len();
         self.head.clear();
-        let (target, kind) = sh.pair();
+        let (target, kind) = sh.pair(acked);
         self.cur = Some((target, Box::new(resp)));
         if status == 101 || (kind.connect && (200..300).contains(&status)) {
             self.finish_response(sh, ts, false);
@@ -906,12 +939,14 @@ struct HeldResponse {
 }
 
 /// Where a held piece ends in [`HeldResponse::bytes`], the client offset it waits for (never less
-/// than an earlier piece's), and when it arrived.
+/// than an earlier piece's), when it arrived and what it acknowledged.
 #[derive(Clone, Copy, Debug)]
 struct HeldPiece {
     end: usize,
     need: u64,
     at: u64,
+    /// The client's stream offset the piece's segment acknowledged, when known.
+    acked: Option<u64>,
 }
 
 impl HeldResponse {
@@ -957,11 +992,27 @@ impl Conversation {
         self.sh.seen[from.idx()] = true;
     }
 
-    /// The next bytes of the `from` direction, captured at `ts` (µs). A PROXY protocol header (v1 or
-    /// v2) at the start of a direction is read and stripped; its addresses go into every transaction.
+    /// The next bytes of the `from` direction, captured at `ts` (µs), where their stream position
+    /// is not known (see [`Conversation::on_stream_data`]).
     pub fn on_data(&mut self, from: Peer, data: &[u8], ts: u64) {
+        self.receive(from, data, ts, None, None);
+    }
+
+    /// The next bytes of the `from` direction, captured at `ts` (µs): `offset` is their position in
+    /// the direction's stream, `acked` the other direction's offset their segment acknowledged. A
+    /// response is then paired only with a request its server had received. A PROXY protocol
+    /// header (v1 or v2) at the start of a direction is read and stripped; its addresses go into
+    /// every transaction.
+    pub fn on_stream_data(&mut self, from: Peer, data: &[u8], ts: u64, offset: u64, acked: Option<u64>) {
+        self.receive(from, data, ts, Some(offset), acked);
+    }
+
+    fn receive(&mut self, from: Peer, data: &[u8], ts: u64, offset: Option<u64>, acked: Option<u64>) {
         let d = from.idx();
-        let Some(mut start) = self.preamble[d].take() else { return self.feed(from, data, ts) };
+        if let Some(offset) = offset.filter(|_| self.sh.client == Some(from)) {
+            self.sh.client_end = offset + data.len() as u64;
+        }
+        let Some(mut start) = self.preamble[d].take() else { return self.feed(from, data, ts, acked) };
         let owned;
         let input = if start.is_empty() {
             data
@@ -975,20 +1026,20 @@ impl Conversation {
                 self.sh.seen[d] = true;
                 self.preamble[d] = Some(input.to_vec());
             }
-            Probe::Absent => self.feed(from, input, ts),
+            Probe::Absent => self.feed(from, input, ts, acked),
             Probe::Header(header, len) => {
                 if self.sh.proxy.is_none() {
                     self.sh.proxy = header.map(Box::new);
                 }
                 self.preamble = [None, None];
-                self.feed(from, &input[len..], ts);
+                self.feed(from, &input[len..], ts, acked);
                 if matches!(self.dirs[d], Dir::Req(_)) {
                     self.client_advanced(len as u64);
                 }
             }
             Probe::Malformed => {
                 self.sh.anomaly(Anomaly::ProxyMalformed);
-                self.feed(from, input, ts);
+                self.feed(from, input, ts, acked);
             }
         }
     }
@@ -1040,7 +1091,7 @@ impl Conversation {
         if let Some(Dir::Resp(r)) = server.map(|s| &mut self.dirs[s.idx()]) {
             let mut start = 0;
             for p in pieces {
-                r.feed(&bytes[start..p.end], p.at, &mut self.sh);
+                r.feed(&bytes[start..p.end], p.at, p.acked, &mut self.sh);
                 start = p.end;
             }
         }
@@ -1049,11 +1100,11 @@ impl Conversation {
     /// Feeds bytes still held while probing for a PROXY header, before a gap, end or finish.
     fn flush_preamble(&mut self, from: Peer, ts: u64) {
         if let Some(held) = self.preamble[from.idx()].take() {
-            self.feed(from, &held, ts);
+            self.feed(from, &held, ts, None);
         }
     }
 
-    fn feed(&mut self, from: Peer, data: &[u8], ts: u64) {
+    fn feed(&mut self, from: Peer, data: &[u8], ts: u64, acked: Option<u64>) {
         self.sh.seen[from.idx()] = true;
         let d = from.idx();
         if self.finished || self.ended[d] || data.is_empty() {
@@ -1070,13 +1121,13 @@ impl Conversation {
                     let need = held.need();
                     if need > held.client && held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
                         held.bytes.extend_from_slice(data);
-                        held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts });
+                        held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked });
                         return;
                     }
                     self.release_held(ts);
                 }
                 if let Dir::Resp(r) = &mut self.dirs[d] {
-                    r.feed(data, ts, &mut self.sh);
+                    r.feed(data, ts, acked, &mut self.sh);
                 }
                 Fed::Ok
             }
@@ -1086,8 +1137,8 @@ impl Conversation {
             self.sh.client = Some(from.other());
             if let Dir::Req(r) = std::mem::replace(&mut self.dirs[d], Dir::Off) {
                 let (mut resp, buf, start_ts) = r.into_resp();
-                resp.feed(&buf, start_ts, &mut self.sh);
-                resp.feed(&data[at..], ts, &mut self.sh);
+                resp.feed(&buf, start_ts, None, &mut self.sh);
+                resp.feed(&data[at..], ts, acked, &mut self.sh);
                 self.dirs[d] = Dir::Resp(resp);
             }
         }
@@ -1220,7 +1271,7 @@ impl Conversation {
             if matches!(self.dirs[s], Dir::Req(_)) {
                 if let Dir::Req(r) = std::mem::replace(&mut self.dirs[s], Dir::Off) {
                     let (mut resp, buf, start_ts) = r.into_resp();
-                    resp.feed(&buf, start_ts, &mut self.sh);
+                    resp.feed(&buf, start_ts, None, &mut self.sh);
                     if self.ended[s] {
                         resp.end(ts, &mut self.sh);
                     }

@@ -1294,6 +1294,76 @@ fn responses_after_a_lost_request_are_paired_with_their_own_requests() {
 }
 
 #[test]
+fn a_response_is_paired_only_with_a_request_its_server_had_received() {
+    // The server's SYN-ACK was lost: its first packet came after the first request, which went out
+    // at once as from a one-direction mirror. That request's response, which acknowledges only
+    // it, must not be taken for the second request's.
+    let (req1, req2) =
+        (&b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"[..], &b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
+    let (resp1, resp2) = (
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..],
+        &b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"[..],
+    );
+    let (end1, end2) = (req1.len() as u64, (req1.len() + req2.len()) as u64);
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_stream_data(A, req1, 1, 0, None);
+    c.on_packet(B);
+    c.on_stream_data(A, req2, 2, end1, None);
+    c.on_stream_data(B, resp1, 3, 0, Some(end1));
+    c.on_stream_data(B, resp2, 4, resp1.len() as u64, Some(end2));
+    c.finish(5);
+    let out = drain(&mut c);
+    let paired: Vec<(&[u8], Option<u16>)> = txs(&out)
+        .iter()
+        .map(|t| (t.request.target.as_slice(), t.response.as_ref().map(|r| r.status)))
+        .collect();
+    assert_eq!(paired, [(&b"/1"[..], None), (&b"/2"[..], Some(404))], "{out:?}");
+    assert_eq!(anomalies(&out), [Anomaly::UnexpectedResponse], "{out:?}");
+}
+
+#[test]
+fn after_lost_response_bytes_requests_the_server_had_not_received_keep_their_responses() {
+    // The answer to /2 was lost while the client went on (it had the answer); the server stream's
+    // hole kept /3 and /4 waiting. Of the three, only /2 and /3 can have been answered by the lost
+    // bytes (the next answer acknowledges them); /4 keeps its own.
+    let reqs: Vec<Vec<u8>> =
+        (1..=4).map(|i| format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()).collect();
+    let ends: Vec<u64> = reqs
+        .iter()
+        .scan(0, |end, r| {
+            *end += r.len() as u64;
+            Some(*end)
+        })
+        .collect();
+    let ok = |status: &str| format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes();
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    let mut offset = 0;
+    for (r, ts) in reqs.iter().zip(1..) {
+        c.on_stream_data(A, r, ts, offset, None);
+        offset += r.len() as u64;
+    }
+    let (r1, r2, r3, r4) = (ok("200 OK"), ok("201 Created"), ok("202 Accepted"), ok("204 No Content"));
+    c.on_stream_data(B, &r1, 5, 0, Some(ends[0]));
+    c.on_gap(B, r2.len() as u64, 6);
+    c.on_stream_data(B, &r3, 7, (r1.len() + r2.len()) as u64, Some(ends[2]));
+    c.on_stream_data(B, &r4, 8, (r1.len() + r2.len() + r3.len()) as u64, Some(ends[3]));
+    c.finish(9);
+    let out = drain(&mut c);
+    let paired: Vec<(&[u8], Option<u16>)> = txs(&out)
+        .iter()
+        .map(|t| (t.request.target.as_slice(), t.response.as_ref().map(|r| r.status)))
+        .collect();
+    assert_eq!(
+        paired,
+        [(&b"/1"[..], Some(200)), (b"/2", None), (b"/3", None), (b"/4", Some(204))],
+        "{out:?}"
+    );
+}
+
+#[test]
 fn after_a_gap_a_request_line_that_follows_a_blank_in_body_text_is_found() {
     // As the lab's truncating relay left a pipelined stream: the gap took a body's end, two requests
     // and a head's start; the request after the next text body starts after " \n ".

@@ -3,7 +3,7 @@
 use vxtap_decap::{Segment, TcpFlags};
 
 use crate::stream::{Piece, Stream};
-use crate::{CloseReason, Dir, ReassemblyConfig, ReassemblyStats, StreamHandler};
+use crate::{CloseReason, Delivery, Dir, ReassemblyConfig, ReassemblyStats, StreamHandler};
 
 pub(crate) struct Flow<H> {
     streams: [Stream; 2],
@@ -92,6 +92,11 @@ impl<H: StreamHandler> Flow<H> {
                 other.start_at(h.ack, &mut |piece| deliver(handler, client, piece, ts, sink), stats);
             }
         }
+        let acked = if h.flags.contains(TcpFlags::ACK) {
+            self.streams[dir.other().index()].offset_of(h.ack)
+        } else {
+            None
+        };
         let stream = &mut self.streams[dir.index()];
         stream.seen = true;
         let mut seq = h.seq;
@@ -101,7 +106,7 @@ impl<H: StreamHandler> Flow<H> {
         }
         let handler = &mut self.handler;
         let fin = h.flags.contains(TcpFlags::FIN);
-        stream.segment(seq, seg.payload, u64::from(h.missing), fin, ts, cfg, stats, &mut |piece| {
+        stream.segment(seq, seg.payload, u64::from(h.missing), fin, acked, ts, cfg, stats, &mut |piece| {
             deliver(handler, dir, piece, ts, sink)
         });
         self.check_end(dir, ts, sink)
@@ -160,7 +165,9 @@ impl<H: StreamHandler> Flow<H> {
 
 fn deliver<H: StreamHandler>(handler: &mut H, dir: Dir, piece: Piece<'_>, ts: u64, sink: &mut H::Sink) {
     match piece {
-        Piece::Data(data) => handler.on_data(dir, data, ts, sink),
+        Piece::Data { data, offset, acked } => {
+            handler.on_data(dir, data, Delivery { ts, offset, acked }, sink)
+        }
         Piece::Gap(len) => handler.on_gap(dir, len, ts, sink),
     }
 }

@@ -7,13 +7,13 @@
 //!
 //! ```
 //! use vxtap_decap::{decode_frame, DecapConfig, Decoded, LinkType};
-//! use vxtap_reassembly::{CloseReason, Dir, FlowInfo, FlowTable, ReassemblyConfig, StreamHandler};
+//! use vxtap_reassembly::{CloseReason, Delivery, Dir, FlowInfo, FlowTable, ReassemblyConfig, StreamHandler};
 //!
 //! #[derive(Default)]
 //! struct Collect(Vec<u8>);
 //! impl StreamHandler for Collect {
 //!     type Sink = Vec<Vec<u8>>;
-//!     fn on_data(&mut self, _dir: Dir, data: &[u8], _ts: u64, _sink: &mut Self::Sink) {
+//!     fn on_data(&mut self, _dir: Dir, data: &[u8], _at: Delivery, _sink: &mut Self::Sink) {
 //!         self.0.extend_from_slice(data);
 //!     }
 //!     fn on_close(&mut self, _ts: u64, _why: CloseReason, sink: &mut Self::Sink) {
@@ -187,8 +187,8 @@ pub trait StreamHandler {
     /// direction beyond those delivered (or declared lost) so far: the mirror reordered the two
     /// directions (a response overtook its request).
     fn on_ahead(&mut self, _dir: Dir, _lead: u64, _sink: &mut Self::Sink) {}
-    /// The next contiguous bytes of `dir`.
-    fn on_data(&mut self, dir: Dir, data: &[u8], ts: u64, sink: &mut Self::Sink);
+    /// The next contiguous bytes of `dir`, and where and when they were delivered.
+    fn on_data(&mut self, dir: Dir, data: &[u8], at: Delivery, sink: &mut Self::Sink);
     /// `len` bytes of `dir` are lost: they will never be delivered.
     fn on_gap(&mut self, _dir: Dir, _len: u64, _ts: u64, _sink: &mut Self::Sink) {}
     /// `dir` has ended (its FIN was reached).
@@ -199,6 +199,20 @@ pub trait StreamHandler {
     fn buffered_bytes(&self) -> usize {
         0
     }
+}
+
+/// Where delivered bytes sit in their stream, and when they were delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Capture time, microseconds.
+    pub ts: u64,
+    /// Stream offset of the first byte (bytes delivered or declared lost before it; 0 is the byte
+    /// after the SYN, or the first byte of a stream picked up midstream).
+    pub offset: u64,
+    /// The offset in the other direction's stream that the segment carrying these bytes
+    /// acknowledged: what the sender had received of the other direction when it sent them. `None`
+    /// without an ACK or before the other stream has a start.
+    pub acked: Option<u64>,
 }
 
 /// Limits and timeouts of a flow table.

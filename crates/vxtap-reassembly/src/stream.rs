@@ -14,7 +14,12 @@ const TENTATIVE_BACK: u32 = 1 << 20;
 
 /// What a stream hands to its flow's handler.
 pub(crate) enum Piece<'a> {
-    Data(&'a [u8]),
+    /// Bytes at a stream offset, with the other direction's offset their segment acknowledged.
+    Data {
+        data: &'a [u8],
+        offset: u64,
+        acked: Option<u64>,
+    },
     Gap(u64),
 }
 
@@ -22,6 +27,8 @@ pub(crate) enum Piece<'a> {
 struct Chunk {
     data: Vec<u8>,
     missing: u64,
+    /// The other direction's offset the segment acknowledged.
+    acked: Option<u64>,
 }
 
 #[derive(Default)]
@@ -76,6 +83,14 @@ impl Stream {
     fn set_isn(&mut self, isn: u32) {
         self.isn = isn;
         self.isn_known = true;
+    }
+
+    /// The stream offset an acknowledgment `ack` of this stream stands for, once the stream has a
+    /// start (before offset 0: 0).
+    pub(crate) fn offset_of(&self, ack: u32) -> Option<u64> {
+        let next = self.next_seq?;
+        let ahead = i64::from(ack.wrapping_sub(next) as i32);
+        Some(self.pos.saturating_add_signed(ahead))
     }
 
     /// True when the receiver acknowledged bytes of this stream that were not delivered yet: they
@@ -137,7 +152,8 @@ impl Stream {
         }
     }
 
-    /// Handles one segment's payload (`missing` bytes cut by the capture follow it) and FIN.
+    /// Handles one segment's payload (`missing` bytes cut by the capture follow it) and FIN;
+    /// `acked` is the other direction's offset the segment acknowledged.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn segment(
         &mut self,
@@ -145,6 +161,7 @@ impl Stream {
         payload: &[u8],
         missing: u64,
         fin: bool,
+        acked: Option<u64>,
         ts: u64,
         cfg: &ReassemblyConfig,
         stats: &mut ReassemblyStats,
@@ -173,11 +190,11 @@ impl Stream {
                 let missing = missing - (skip.saturating_sub(payload.len()) as u64);
                 let at = self.pos + rel.max(0) as u64;
                 if at == self.pos {
-                    self.deliver(data, missing, emit, stats);
+                    self.deliver(data, missing, acked, emit, stats);
                     self.drain(emit, stats);
                 } else {
                     stats.out_of_order += 1;
-                    self.insert(at, data, missing, stats);
+                    self.insert(at, data, missing, acked, stats);
                 }
             }
         }
@@ -232,13 +249,14 @@ impl Stream {
         &mut self,
         data: &[u8],
         missing: u64,
+        acked: Option<u64>,
         emit: &mut dyn FnMut(Piece<'_>),
         stats: &mut ReassemblyStats,
     ) {
         if !data.is_empty() {
             // Bytes delivered at the current position settle a guessed start.
             self.tentative = false;
-            emit(Piece::Data(data));
+            emit(Piece::Data { data, offset: self.pos, acked });
             self.advance(data.len() as u64);
             stats.bytes += data.len() as u64;
         }
@@ -267,7 +285,7 @@ impl Stream {
             }
             let data = chunk.data.get(skip..).unwrap_or(&[]);
             let missing = end - self.pos - data.len() as u64;
-            self.deliver(data, missing, emit, stats);
+            self.deliver(data, missing, chunk.acked, emit, stats);
         }
     }
 
@@ -303,7 +321,14 @@ impl Stream {
 
     /// Buffers `data` at stream offset `at`, keeping bytes already buffered (first data wins) and
     /// counting overlaps whose bytes differ.
-    fn insert(&mut self, at: u64, data: &[u8], missing: u64, stats: &mut ReassemblyStats) {
+    fn insert(
+        &mut self,
+        at: u64,
+        data: &[u8],
+        missing: u64,
+        acked: Option<u64>,
+        stats: &mut ReassemblyStats,
+    ) {
         let end = at + data.len() as u64;
         let mut cursor = at;
         let mut pieces: Vec<(u64, u64)> = Vec::new();
@@ -342,7 +367,7 @@ impl Stream {
                 continue;
             }
             self.ooo_bytes += bytes.len();
-            if let Some(old) = self.ooo.insert(start, Chunk { data: bytes, missing: chunk_missing }) {
+            if let Some(old) = self.ooo.insert(start, Chunk { data: bytes, missing: chunk_missing, acked }) {
                 // Only an empty marker can share a start with new bytes; keep the larger record.
                 self.ooo_bytes -= old.data.len();
             }

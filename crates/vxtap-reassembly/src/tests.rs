@@ -18,7 +18,7 @@ struct Recorder;
 
 impl StreamHandler for Recorder {
     type Sink = Vec<Seen>;
-    fn on_data(&mut self, dir: Dir, data: &[u8], _ts: u64, sink: &mut Vec<Seen>) {
+    fn on_data(&mut self, dir: Dir, data: &[u8], _at: Delivery, sink: &mut Vec<Seen>) {
         match sink.last_mut() {
             Some(Seen::Data(d, bytes)) if *d == dir => bytes.extend_from_slice(data),
             _ => sink.push(Seen::Data(dir, data.to_vec())),
@@ -613,4 +613,37 @@ fn server_data_that_acknowledges_undelivered_client_bytes_says_by_how_many() {
     let aheads: Vec<&Seen> = s.iter().filter(|x| matches!(x, Seen::Ahead(..))).collect();
     assert_eq!(aheads, [&Seen::Ahead(Dir::B, 18)], "{s:?}");
     assert_eq!(data_of(&s, Dir::A), b"GET / HTTP/1.1\r\n\r\n");
+}
+
+/// Records where each delivery sits: direction, offset and the other direction's offset acked.
+struct Positions;
+
+impl StreamHandler for Positions {
+    type Sink = Vec<(Dir, u64, Option<u64>)>;
+    fn on_data(&mut self, dir: Dir, _data: &[u8], at: Delivery, sink: &mut Self::Sink) {
+        sink.push((dir, at.offset, at.acked));
+    }
+    fn on_close(&mut self, _ts: u64, _reason: CloseReason, _sink: &mut Self::Sink) {}
+}
+
+#[test]
+fn deliveries_say_their_offset_and_what_their_segment_acknowledged() {
+    // Client 10 + 8 bytes; the server's two answers arrive in reverse order, each delivered with
+    // the acknowledgment its own segment carried.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    let mut feed = |h: SegmentHeader, ack: u32, payload: &[u8], ts: u64| {
+        let header = SegmentHeader { ack, ..h };
+        t.process(&Segment { header, payload }, ts, &mut s, |_| Positions);
+    };
+    feed(header(CLIENT, SERVER, 100, TcpFlags::SYN), 0, b"", 1);
+    feed(header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 101, b"", 2);
+    feed(header(CLIENT, SERVER, 101, ack()), 5001, b"0123456789", 3);
+    feed(header(CLIENT, SERVER, 111, ack()), 5001, b"abcdefgh", 4);
+    feed(header(SERVER, CLIENT, 5005, ack()), 119, b"wxyz", 5);
+    feed(header(SERVER, CLIENT, 5001, ack()), 111, b"WXYZ", 6);
+    assert_eq!(
+        s,
+        [(Dir::A, 0, Some(0)), (Dir::A, 10, Some(0)), (Dir::B, 0, Some(10)), (Dir::B, 4, Some(18)),]
+    );
 }
