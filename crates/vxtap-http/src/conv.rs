@@ -31,14 +31,22 @@ struct Entry {
     response: Option<Response>,
     head_mem: usize,
     resp_mem: usize,
-    /// The client's stream offset at the end of the bytes that completed the head (0: unknown).
-    end: u64,
+    /// The client's stream offset at the end of the bytes that completed the head (see
+    /// [`Shared::client_end`]).
+    end: u32,
 }
 
 impl Entry {
     fn mem(&self) -> usize {
         self.head_mem + self.req.body.capacity() + self.resp_mem
     }
+}
+
+/// True unless `acked` (a client stream offset a server segment acknowledged) is known and falls
+/// short of `end` (a request head's end, 0 when unknown), both modulo 2^32: a server cannot answer
+/// bytes it has not received.
+fn acknowledges(acked: Option<u64>, end: u32) -> bool {
+    acked.is_none_or(|a| end == 0 || (a as u32).wrapping_sub(end) as i32 >= 0)
 }
 
 /// Body bytes a request may reserve beyond those it received, when its Content-Length says more
@@ -53,8 +61,17 @@ struct Shared {
     seen: [bool; 2],
     /// The server direction ended: no response will come any more.
     server_closed: bool,
-    /// The client's stream offset at the end of the bytes being fed (0: unknown).
-    client_end: u64,
+    /// The client's stream offset at the end of the bytes being fed, modulo 2^32 like TCP sequence
+    /// numbers (0: unknown); 4 bytes, where 8 would push every flow past its allocation class.
+    client_end: u32,
+    /// Requests may have left without their answer still to come: lost in a gap of the client
+    /// stream, or emitted before the server was seen. Until an answer shows it belongs to one of
+    /// them, an answer to the first waiting request cannot be told from theirs (see
+    /// [`Shared::pair`]).
+    answers_owed: bool,
+    /// Two request heads ended in the same delivered bytes: the client pipelines, so an owed
+    /// answer can follow a later request (see [`Shared::pair`]).
+    pipelined: bool,
     /// The response stream lost its framing; the next response's acknowledgment tells which
     /// waiting requests the lost bytes may have answered (see [`Shared::pair`]).
     resync_pending: bool,
@@ -82,6 +99,8 @@ impl Shared {
             server_closed: false,
             client_end: 0,
             resync_pending: false,
+            answers_owed: false,
+            pipelined: false,
             queue: VecDeque::new(),
             ghosts: VecDeque::new(),
             out: Vec::new(),
@@ -187,11 +206,23 @@ impl Shared {
         if let Some(k) = self.ghosts.pop_front() {
             return (Target::Ghost, k);
         }
-        if let Some(e) = self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp)
-            && acked.is_none_or(|a| e.end <= a)
-        {
-            e.resp_assigned = true;
-            return (Target::Seq(e.seq), e.kind);
+        let answers_owed = self.answers_owed && acked.is_some();
+        match self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp) {
+            Some(e) if acknowledges(acked, e.end) => {
+                if !answers_owed || !self.pipelined {
+                    // A client that waits for each answer had the owed ones before it sent this
+                    // request: this answer is its own.
+                    self.answers_owed = false;
+                    e.resp_assigned = true;
+                    return (Target::Seq(e.seq), e.kind);
+                }
+                // Requests left before this one and a pipelining client may have sent this one
+                // before their answers: this answer may be theirs, so this request goes without.
+                e.no_resp = true;
+            }
+            // It answers a request before the first waiting one: those are being answered one by
+            // one (requests sent each after the previous answer).
+            _ => self.answers_owed = false,
         }
         self.anomaly(Anomaly::UnexpectedResponse);
         (Target::Nobody, ReqKind::default())
@@ -210,11 +241,15 @@ impl Shared {
     }
 
     /// Waiting requests the lost response bytes may have answered are emitted without response:
-    /// those whose head the first response after the loss acknowledges (all of them when that is
-    /// unknown). Requests the server had not received then are still paired.
+    /// those whose head the first response after the loss acknowledges, even if their body is
+    /// still coming (the server had it, the mirror may not have yet); without that
+    /// acknowledgment, every complete one. Requests the server had not received then are still
+    /// paired.
     fn settle_resync(&mut self, acked: Option<u64>) {
         for e in &mut self.queue {
-            if e.req_done && e.response.is_none() && acked.is_none_or(|a| e.end <= a) {
+            let answerable =
+                if acked.is_some() { !e.resp_assigned && acknowledges(acked, e.end) } else { e.req_done };
+            if answerable && e.response.is_none() {
                 e.no_resp = true;
             }
         }
@@ -233,6 +268,10 @@ impl Shared {
                 break;
             }
             if let Some(e) = self.queue.pop_front() {
+                if e.response.is_none() && !e.no_resp && !forced && !self.server_closed {
+                    // Out before the server was seen: its answer may still come.
+                    self.answers_owed = true;
+                }
                 if forced && !e.resp_assigned {
                     // its response may still come: parse it with the right framing and drop it
                     if self.ghosts.len() >= self.cfg.max_pending.saturating_mul(2).max(16) {
@@ -313,6 +352,8 @@ struct ReqDir {
     state: RState,
     cur: Option<u64>,
     upgrade_next: bool,
+    /// [`Shared::client_end`] when the last request head ended (0: none or unknown).
+    last_head_end: u32,
 }
 
 impl ReqDir {
@@ -325,6 +366,7 @@ impl ReqDir {
             state: RState::Head(Mode::Fresh),
             cur: None,
             upgrade_next: false,
+            last_head_end: 0,
         }
     }
 
@@ -520,6 +562,10 @@ impl ReqDir {
         };
         let head_mem = self.head.buf.len();
         self.head.clear();
+        if sh.client_end != 0 && self.last_head_end == sh.client_end {
+            sh.pipelined = true;
+        }
+        self.last_head_end = sh.client_end;
         self.cur = Some(sh.push_request(req, kind, head_mem));
         match framing {
             BodyKind::Length(n) => self.state = RState::Length(n),
@@ -548,6 +594,10 @@ impl ReqDir {
                 if *mode != Mode::Resync && !self.probing {
                     sh.anomaly(Anomaly::RequestHeadLost);
                 }
+                // Whole requests may have been in the gap. (Not said of gaps inside a body: the
+                // mirror's truncation of long frames leaves them in most requests of a connection,
+                // and each would cost every later request its status.)
+                sh.answers_owed = true;
                 self.head.clear();
                 self.state = RState::Head(Mode::Resync);
             }
@@ -936,6 +986,9 @@ struct HeldResponse {
     /// When the server's FIN came, if it overtook the request too: the server's end then follows
     /// the held bytes.
     server_ended: Option<u64>,
+    /// Held answers had to be fed before the requests they acknowledge, up to this client offset,
+    /// were parsed: those requests, when parsed, go without an answer.
+    answered_upto: Option<u64>,
 }
 
 /// Where a held piece ends in [`HeldResponse::bytes`], the client offset it waits for (never less
@@ -1010,7 +1063,7 @@ impl Conversation {
     fn receive(&mut self, from: Peer, data: &[u8], ts: u64, offset: Option<u64>, acked: Option<u64>) {
         let d = from.idx();
         if let Some(offset) = offset.filter(|_| self.sh.client == Some(from)) {
-            self.sh.client_end = offset + data.len() as u64;
+            self.sh.client_end = (offset + data.len() as u64) as u32;
         }
         let Some(mut start) = self.preamble[d].take() else { return self.feed(from, data, ts, acked) };
         let owned;
@@ -1075,12 +1128,35 @@ impl Conversation {
         }
     }
 
+    /// Requests parsed from `first` on whose answers were fed before them (see
+    /// [`HeldResponse::answered_upto`]) go without one; the mark ends once the client is past it.
+    fn answered_early(&mut self, first: u64) {
+        let Some(held) = self.held.as_mut() else { return };
+        let Some(upto) = held.answered_upto else { return };
+        for e in self.sh.queue.iter_mut().filter(|e| e.seq >= first && acknowledges(Some(upto), e.end)) {
+            e.no_resp = true;
+        }
+        if !acknowledges(Some(upto), self.sh.client_end) {
+            held.answered_upto = None;
+            if held.bytes.is_empty() && held.server_ended.is_none() {
+                self.held = None;
+            }
+        }
+        self.sh.try_emit();
+    }
+
     /// Feeds every held server byte (the client will deliver nothing more, or the server lost
     /// bytes), then the server's end if it came; `ts` caps the pieces' times.
     fn release_held(&mut self, ts: u64) {
-        let Some(held) = self.held.take() else { return };
-        self.feed_server(&held.bytes, &held.pieces);
-        if let (Some(server), Some(at)) = (self.sh.client.map(Peer::other), held.server_ended) {
+        let Some(mut held) = self.held.take() else { return };
+        let (bytes, pieces) = (std::mem::take(&mut held.bytes), std::mem::take(&mut held.pieces));
+        let server_ended = held.server_ended.take();
+        if held.answered_upto.is_some() && !self.ended[self.sh.client.unwrap_or(Peer::A).idx()] {
+            // Kept (without bytes) until the requests it names are parsed.
+            self.held = Some(held);
+        }
+        self.feed_server(&bytes, &pieces);
+        if let (Some(server), Some(at)) = (self.sh.client.map(Peer::other), server_ended) {
             self.end_dir(server, at.min(ts));
         }
     }
@@ -1112,17 +1188,26 @@ impl Conversation {
         }
         let fed = match &mut self.dirs[d] {
             Dir::Req(r) => {
+                let first = self.sh.next_seq;
                 let fed = r.feed(data, ts, &mut self.sh);
+                self.answered_early(first);
                 self.client_advanced(data.len() as u64);
                 fed
             }
             Dir::Resp(_) => {
                 if let Some(held) = self.held.as_mut() {
                     let need = held.need();
-                    if need > held.client && held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
+                    let waiting = need > held.client;
+                    if waiting && held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
                         held.bytes.extend_from_slice(data);
                         held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked });
                         return;
+                    }
+                    if waiting {
+                        // Too much to hold: these answers go before their requests are parsed.
+                        // Requests they acknowledge, parsed later, must not take later answers.
+                        let answered = held.pieces.iter().filter_map(|p| p.acked).chain(acked).max();
+                        held.answered_upto = held.answered_upto.max(answered);
                     }
                     self.release_held(ts);
                 }
