@@ -1336,7 +1336,6 @@ fn after_lost_response_bytes_requests_the_server_had_not_received_keep_their_res
             Some(*end)
         })
         .collect();
-    let ok = |status: &str| format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes();
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_packet(B);
@@ -1345,7 +1344,8 @@ fn after_lost_response_bytes_requests_the_server_had_not_received_keep_their_res
         c.on_stream_data(A, r, ts, offset, None);
         offset += r.len() as u64;
     }
-    let (r1, r2, r3, r4) = (ok("200 OK"), ok("201 Created"), ok("202 Accepted"), ok("204 No Content"));
+    let (r1, r2, r3, r4) =
+        (answer("200 OK"), answer("201 Created"), answer("202 Accepted"), answer("204 No Content"));
     c.on_stream_data(B, &r1, 5, 0, Some(ends[0]));
     c.on_gap(B, r2.len() as u64, 6);
     c.on_stream_data(B, &r3, 7, (r1.len() + r2.len()) as u64, Some(ends[2]));
@@ -1368,14 +1368,34 @@ fn pairs(out: &[Output]) -> Vec<(Vec<u8>, Option<u16>)> {
     txs(out).iter().map(|t| (t.request.target.clone(), t.response.as_ref().map(|r| r.status))).collect()
 }
 
+/// `GET /1` … `GET /n`, each a whole request.
+fn gets(n: usize) -> Vec<Vec<u8>> {
+    (1..=n).map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect()
+}
+
+/// A bodiless response with `status` (code and reason).
+fn answer(status: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// Feeds bodiless responses with `statuses` from offset 0 on, each acknowledging the client's
+/// stream up to `acked`, from capture time `ts` on.
+fn answer_all(c: &mut Conversation, statuses: &[&str], ts: u64, acked: u64) {
+    let mut offset = 0;
+    for (status, ts) in statuses.iter().zip(ts..) {
+        let answer = answer(status);
+        c.on_stream_data(B, &answer, ts, offset, Some(acked));
+        offset += answer.len() as u64;
+    }
+}
+
 #[test]
 fn after_a_lost_request_each_answer_waits_for_the_request_it_acknowledges() {
     // Requests sent each after the previous answer; /2 was lost. Its answer acknowledges only up
     // to /2's end, so it cannot be /3's; /3's own answer is.
     let (r1, r2, r3) =
         (&b"GET /1 HTTP/1.1\r\n\r\n"[..], &b"GET /2 HTTP/1.1\r\n\r\n"[..], &b"GET /3 HTTP/1.1\r\n\r\n"[..]);
-    let ok = |status: &str| format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes();
-    let (a1, a2, a3) = (ok("200 OK"), ok("404 Not Found"), ok("201 Created"));
+    let (a1, a2, a3) = (answer("200 OK"), answer("404 Not Found"), answer("201 Created"));
     let (end1, end2, end3) =
         (r1.len() as u64, (r1.len() + r2.len()) as u64, (r1.len() + r2.len() + r3.len()) as u64);
     let mut c = new(Some(A));
@@ -1397,19 +1417,14 @@ fn after_a_lost_pipelined_request_no_answer_is_given_to_the_wrong_request() {
     // As a generated lossy capture had it: a client pipelined its requests and the segment with
     // the first was lost. Every answer acknowledges them all, so none can be told apart: the
     // requests go without status rather than each with the one before's.
-    let reqs: Vec<Vec<u8>> = (1..=3).map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect();
+    let reqs = gets(3);
     let total: u64 = reqs.iter().map(|r| r.len() as u64).sum();
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_packet(B);
     c.on_gap(A, reqs[0].len() as u64, 1);
     c.on_stream_data(A, &[reqs[1].as_slice(), reqs[2].as_slice()].concat(), 2, reqs[0].len() as u64, None);
-    let mut offset = 0;
-    for (status, ts) in ["200 OK", "404 Not Found", "201 Created"].into_iter().zip(3..) {
-        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes();
-        c.on_stream_data(B, &answer, ts, offset, Some(total));
-        offset += answer.len() as u64;
-    }
+    answer_all(&mut c, &["200 OK", "404 Not Found", "201 Created"], 3, total);
     c.finish(6);
     let out = drain(&mut c);
     assert_eq!(pairs(&out), [(b"/2".to_vec(), None), (b"/3".to_vec(), None)], "{out:?}");
@@ -1420,7 +1435,7 @@ fn a_gap_between_the_requests_of_a_waiting_client_costs_no_later_status() {
     // As the lab's truncating relay left a connection: the end of a body was cut at a request
     // boundary. Nothing shows whether a request was lost, but the client sends one request per
     // answer, so each answer still goes to its request.
-    let reqs: Vec<Vec<u8>> = (1..=3).map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect();
+    let reqs = gets(3);
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_packet(B);
@@ -1433,7 +1448,7 @@ fn a_gap_between_the_requests_of_a_waiting_client_costs_no_later_status() {
             c.on_gap(A, 100, ts + 1);
             client += 100;
         }
-        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes();
+        let answer = answer(status);
         c.on_stream_data(B, &answer, ts + 2, server, Some(client));
         server += answer.len() as u64;
     }
@@ -1474,19 +1489,14 @@ fn pipelined_requests_out_before_the_server_was_seen_lend_no_answer_to_later_one
     // As a generated capture had it: the SYN-ACK was lost and a pipelining client's first
     // requests went out before the server's first packet; every answer acknowledges all requests,
     // so the first answers cannot be told from the later requests' own.
-    let reqs: Vec<Vec<u8>> = (1..=3).map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect();
+    let reqs = gets(3);
     let total: u64 = reqs.iter().map(|r| r.len() as u64).sum();
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_stream_data(A, &[reqs[0].as_slice(), reqs[1].as_slice()].concat(), 1, 0, None);
     c.on_packet(B);
     c.on_stream_data(A, &reqs[2], 2, total - reqs[2].len() as u64, None);
-    let mut offset = 0;
-    for (status, ts) in ["304 Not Modified", "404 Not Found", "201 Created"].into_iter().zip(3..) {
-        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes();
-        c.on_stream_data(B, &answer, ts, offset, Some(total));
-        offset += answer.len() as u64;
-    }
+    answer_all(&mut c, &["304 Not Modified", "404 Not Found", "201 Created"], 3, total);
     c.finish(6);
     let out = drain(&mut c);
     assert_eq!(
