@@ -14,10 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let body = rest.pop().unwrap_or_default().to_vec();
     let headers = rest
         .chunks(2)
-        .map(|pair| Header {
-            name: pair[0].to_vec(),
-            value: pair.get(1).copied().unwrap_or_default().to_vec(),
-        })
+        .map(|pair| Header { name: pair[0].to_vec(), value: pair.get(1).copied().unwrap_or_default().to_vec() })
         .collect();
     let request = Request {
         method: b"POST".to_vec(),

@@ -17,16 +17,10 @@ impl StreamHandler for Count {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = ReassemblyConfig {
-        max_ooo_bytes: 4096,
-        memcap: 64 << 10,
-        reorder_timeout_us: 50,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_ooo_bytes: 4096, memcap: 64 << 10, reorder_timeout_us: 50, ..Default::default() };
     let mut table = FlowTable::new(cfg);
     let mut sink = 0u64;
-    let ends =
-        ["10.0.0.1:1000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), "10.0.0.3:80".parse().unwrap()];
+    let ends = ["10.0.0.1:1000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), "10.0.0.3:80".parse().unwrap()];
     let mut ts = 0u64;
     // Each record: selector(1) seq(4) flags(1) missing(1) len(1), then len payload bytes.
     let mut rest = data;
