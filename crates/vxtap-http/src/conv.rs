@@ -242,14 +242,23 @@ impl Shared {
 
     /// Waiting requests the lost response bytes may have answered are emitted without response:
     /// those whose head the first response after the loss acknowledges, even if their body is
-    /// still coming (the server had it, the mirror may not have yet); without that
+    /// still coming (the server had it, the mirror may not have yet), but the last of them when
+    /// the client waits for each answer and no request went unparsed (that response is then its
+    /// answer); without that
     /// acknowledgment, every complete one. Requests the server had not received then are still
     /// paired.
     fn settle_resync(&mut self, acked: Option<u64>) {
-        for e in &mut self.queue {
-            let answerable =
-                if acked.is_some() { !e.resp_assigned && acknowledges(acked, e.end) } else { e.req_done };
-            if answerable && e.response.is_none() {
+        let answerable = |e: &Entry| {
+            e.response.is_none()
+                && if acked.is_some() { !e.resp_assigned && acknowledges(acked, e.end) } else { e.req_done }
+        };
+        // Not when requests may have left unparsed: the answer may be theirs.
+        let keep = match acked {
+            Some(_) if !self.pipelined && !self.answers_owed => self.queue.iter().rposition(answerable),
+            _ => None,
+        };
+        for (i, e) in self.queue.iter_mut().enumerate() {
+            if answerable(e) && Some(i) != keep {
                 e.no_resp = true;
             }
         }
@@ -992,7 +1001,8 @@ struct HeldResponse {
 }
 
 /// Where a held piece ends in [`HeldResponse::bytes`], the client offset it waits for (never less
-/// than an earlier piece's), when it arrived and what it acknowledged.
+/// than an earlier piece's), when it arrived and what it acknowledged; or, with no bytes of its
+/// own, server bytes lost there.
 #[derive(Clone, Copy, Debug)]
 struct HeldPiece {
     end: usize,
@@ -1000,6 +1010,8 @@ struct HeldPiece {
     at: u64,
     /// The client's stream offset the piece's segment acknowledged, when known.
     acked: Option<u64>,
+    /// Server bytes lost after this piece's bytes.
+    gap: u64,
 }
 
 impl HeldResponse {
@@ -1168,6 +1180,9 @@ impl Conversation {
             let mut start = 0;
             for p in pieces {
                 r.feed(&bytes[start..p.end], p.at, p.acked, &mut self.sh);
+                if p.gap > 0 {
+                    r.gap(p.gap, p.at, &mut self.sh);
+                }
                 start = p.end;
             }
         }
@@ -1200,7 +1215,7 @@ impl Conversation {
                     let waiting = need > held.client;
                     if waiting && held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
                         held.bytes.extend_from_slice(data);
-                        held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked });
+                        held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked, gap: 0 });
                         return;
                     }
                     if waiting {
@@ -1237,8 +1252,15 @@ impl Conversation {
         if self.finished || self.ended[from.idx()] || len == 0 {
             return;
         }
-        if matches!(self.dirs[from.idx()], Dir::Resp(_)) {
-            // Held bytes come before the lost ones.
+        if matches!(self.dirs[from.idx()], Dir::Resp(_))
+            && let Some(held) = self.held.as_mut()
+        {
+            let need = held.need();
+            if need > held.client {
+                // The lost bytes come after the held ones, and wait with them.
+                held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked: None, gap: len });
+                return;
+            }
             self.release_held(ts);
         }
         match &mut self.dirs[from.idx()] {
