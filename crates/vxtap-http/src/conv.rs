@@ -244,9 +244,8 @@ impl Shared {
     /// those whose head the first response after the loss acknowledges, even if their body is
     /// still coming (the server had it, the mirror may not have yet), but the last of them when
     /// the client waits for each answer and no request went unparsed (that response is then its
-    /// answer); without that
-    /// acknowledgment, every complete one. Requests the server had not received then are still
-    /// paired.
+    /// answer); without that acknowledgment, every complete one. Requests the server had not
+    /// received then are still paired.
     fn settle_resync(&mut self, acked: Option<u64>) {
         let answerable = |e: &Entry| {
             e.response.is_none()

@@ -1329,13 +1329,7 @@ fn after_lost_response_bytes_requests_the_server_had_not_received_keep_their_res
     // waits for each answer, it is /3's, and /2's was the one lost. /4 keeps its own.
     let reqs: Vec<Vec<u8>> =
         (1..=4).map(|i| format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()).collect();
-    let ends: Vec<u64> = reqs
-        .iter()
-        .scan(0, |end, r| {
-            *end += r.len() as u64;
-            Some(*end)
-        })
-        .collect();
+    let ends = ends_of(&reqs);
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_packet(B);
@@ -1371,6 +1365,16 @@ fn pairs(out: &[Output]) -> Vec<(Vec<u8>, Option<u16>)> {
 /// `GET /1` … `GET /n`, each a whole request.
 fn gets(n: usize) -> Vec<Vec<u8>> {
     (1..=n).map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect()
+}
+
+/// Where each of `reqs`, sent back to back from offset 0, ends in the client's stream.
+fn ends_of(reqs: &[Vec<u8>]) -> Vec<u64> {
+    reqs.iter()
+        .scan(0, |end, r| {
+            *end += r.len() as u64;
+            Some(*end)
+        })
+        .collect()
 }
 
 /// A bodiless response with `status` (code and reason).
@@ -1490,13 +1494,7 @@ fn server_bytes_lost_while_answers_wait_for_their_requests_wait_with_them() {
     // answers came, and part of the server's stream was lost too. Applying that loss at once fed
     // the held answers before any request was parsed, and all 49 requests lost their status.
     let reqs = gets(3);
-    let ends: Vec<u64> = reqs
-        .iter()
-        .scan(0, |end, r| {
-            *end += r.len() as u64;
-            Some(*end)
-        })
-        .collect();
+    let ends = ends_of(&reqs);
     let (a1, a2, a3) = (answer("200 OK"), answer("404 Not Found"), answer("201 Created"));
     let mut c = new(Some(A));
     c.on_packet(A);

@@ -70,9 +70,7 @@ impl Stream {
 
     /// How many bytes of this stream `ack` covers beyond those delivered (or declared lost), if any.
     pub(crate) fn lead(&self, ack: u32) -> Option<u64> {
-        let next = self.next_seq?;
-        let lead = ack.wrapping_sub(next) as i32;
-        (lead > 0).then_some(lead as u64)
+        self.offset_of(ack)?.checked_sub(self.pos).filter(|&lead| lead > 0)
     }
 
     /// The initial sequence number, where a SYN or SYN-ACK fixed it.
