@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     // Stream offsets of both directions, as reassembly counts them.
     let mut offset = [0u64; 2];
     // Each record: control(1) len(1), then len bytes. Control: bit 0 peer, bits 1-2 op, bits 3-7
-    // an amount (gap length, acknowledgment lead).
+    // an amount (gap length, how far an acknowledgment runs ahead or behind).
     let mut ts = 0;
     while rest.len() >= 2 {
         let (ctl, len) = (rest[0], usize::from(rest[1]).min(rest.len() - 2));
@@ -41,15 +41,17 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 let gap = amount * 7 + len as u64;
-                conv.on_gap(peer, gap, ts);
+                if amount % 2 == 0 {
+                    conv.on_stream_gap(peer, offset[me], gap, ts);
+                } else {
+                    conv.on_gap(peer, gap, ts);
+                }
                 offset[me] += gap;
             }
             _ => {
                 conv.on_packet(peer);
                 if ctl & 0x80 != 0 {
                     conv.on_end(peer, ts);
-                } else if amount > 0 {
-                    conv.on_ahead(peer, amount * 97);
                 }
             }
         }

@@ -390,17 +390,13 @@ impl StreamHandler for HttpFlow {
         self.conversation.on_packet(peer(dir));
     }
 
-    fn on_ahead(&mut self, dir: Dir, lead: u64, _out: &mut WorkerOutput) {
-        self.conversation.on_ahead(peer(dir), lead);
-    }
-
     fn on_data(&mut self, dir: Dir, data: &[u8], at: Delivery, out: &mut WorkerOutput) {
         self.conversation.on_stream_data(peer(dir), data, at.ts, at.offset, at.acked);
         self.emit(out);
     }
 
-    fn on_gap(&mut self, dir: Dir, len: u64, ts: u64, out: &mut WorkerOutput) {
-        self.conversation.on_gap(peer(dir), len, ts);
+    fn on_gap(&mut self, dir: Dir, len: u64, at: Delivery, out: &mut WorkerOutput) {
+        self.conversation.on_stream_gap(peer(dir), at.offset, len, at.ts);
         self.emit(out);
     }
 

@@ -46,7 +46,13 @@ impl Entry {
 /// short of `end` (a request head's end, 0 when unknown), both modulo 2^32: a server cannot answer
 /// bytes it has not received.
 fn acknowledges(acked: Option<u64>, end: u32) -> bool {
-    acked.is_none_or(|a| end == 0 || (a as u32).wrapping_sub(end) as i32 >= 0)
+    acked.is_none_or(|a| end == 0 || reached(a as u32, end))
+}
+
+/// True when stream offset `at` is at or past `mark`, both modulo 2^32 (as TCP compares sequence
+/// numbers).
+fn reached(at: u32, mark: u32) -> bool {
+    at.wrapping_sub(mark) as i32 >= 0
 }
 
 /// Body bytes a request may reserve beyond those it received, when its Content-Length says more
@@ -973,24 +979,25 @@ pub struct Conversation {
     /// Server bytes that acknowledge client bytes not delivered yet, held until those are;
     /// boxed, since few connections have any and inline they made every flow 24 bytes larger.
     held: Option<Box<HeldResponse>>,
+    /// Deliveries come with their stream offsets ([`Conversation::on_stream_data`]).
+    positioned: bool,
+    /// [`Shared::client_end`] says where the client's stream stands: the client delivered bytes at
+    /// a known offset. (A stream's offsets start at 0 only when its handshake was seen.)
+    client_placed: bool,
 }
 
 /// Server bytes held for requests not parsed yet, at most.
 const MAX_HELD_RESPONSE: usize = 64 << 10;
 
-/// Server bytes held until the client bytes they acknowledge are delivered. The two directions of
-/// a connection can take different paths through a mirror; a server cannot answer bytes it has not
-/// received, so feeding its bytes no earlier than the client bytes they acknowledge pairs each
-/// response with its request, also when a request in between was lost.
+/// Server bytes held until the client bytes they acknowledge are delivered (or declared lost). The
+/// two directions of a connection can take different paths through a mirror; a server cannot
+/// answer bytes it has not received, so feeding its bytes no earlier than the client bytes they
+/// acknowledge pairs each response with its request, also when a request in between was lost.
 #[derive(Debug, Default)]
 struct HeldResponse {
     bytes: Vec<u8>,
-    /// Consecutive pieces of `bytes`, oldest first.
+    /// Consecutive pieces of `bytes`, oldest first; each waits for its client offset.
     pieces: Vec<HeldPiece>,
-    /// Client bytes delivered or declared lost since the hold began.
-    client: u64,
-    /// The client offset (counted as `client`) that the next server bytes acknowledge.
-    next_need: u64,
     /// When the server's FIN came, if it overtook the request too: the server's end then follows
     /// the held bytes.
     server_ended: Option<u64>,
@@ -999,26 +1006,19 @@ struct HeldResponse {
     answered_upto: Option<u64>,
 }
 
-/// Where a held piece ends in [`HeldResponse::bytes`], the client offset it waits for (never less
-/// than an earlier piece's), when it arrived and what it acknowledged; or, with no bytes of its
-/// own, server bytes lost there.
+/// Where a held piece ends in [`HeldResponse::bytes`], the client offset it waits for (its own
+/// acknowledgment or an earlier piece's, whichever is later; `None`: for the client's position to
+/// be known), when it arrived and what it acknowledged; or, with no bytes of its own, server bytes
+/// lost there.
 #[derive(Clone, Copy, Debug)]
 struct HeldPiece {
     end: usize,
-    need: u64,
+    need: Option<u64>,
     at: u64,
     /// The client's stream offset the piece's segment acknowledged, when known.
     acked: Option<u64>,
     /// Server bytes lost after this piece's bytes.
     gap: u64,
-}
-
-impl HeldResponse {
-    /// The client offset new server bytes wait for: the latest acknowledgment ahead, and never
-    /// before bytes held already.
-    fn need(&self) -> u64 {
-        self.pieces.last().map_or(self.next_need, |p| p.need.max(self.next_need))
-    }
 }
 
 impl Conversation {
@@ -1042,6 +1042,8 @@ impl Conversation {
             finished: false,
             preamble: [Some(Vec::new()), Some(Vec::new())],
             held: None,
+            positioned: false,
+            client_placed: false,
         }
     }
 
@@ -1064,7 +1066,9 @@ impl Conversation {
 
     /// The next bytes of the `from` direction, captured at `ts` (µs): `offset` is their position in
     /// the direction's stream, `acked` the other direction's offset their segment acknowledged. A
-    /// response is then paired only with a request its server had received. A PROXY protocol
+    /// response is then paired only with a request its server had received, and server bytes that
+    /// acknowledge client bytes not delivered yet (the mirror reordered the directions) wait for
+    /// them, up to 64 KiB, so a response that overtook its request still pairs. A PROXY protocol
     /// header (v1 or v2) at the start of a direction is read and stripped; its addresses go into
     /// every transaction.
     pub fn on_stream_data(&mut self, from: Peer, data: &[u8], ts: u64, offset: u64, acked: Option<u64>) {
@@ -1072,10 +1076,28 @@ impl Conversation {
     }
 
     fn receive(&mut self, from: Peer, data: &[u8], ts: u64, offset: Option<u64>, acked: Option<u64>) {
-        let d = from.idx();
-        if let Some(offset) = offset.filter(|_| self.sh.client == Some(from)) {
-            self.sh.client_end = (offset + data.len() as u64) as u32;
+        let end = offset.map(|offset| (offset + data.len() as u64) as u32);
+        self.positioned |= end.is_some();
+        let roles_known = self.sh.client.is_some();
+        if let Some(end) = end.filter(|_| self.sh.client == Some(from)) {
+            self.sh.client_end = end;
+            self.client_placed = true;
         }
+        self.strip_preamble(from, data, ts, acked);
+        // These bytes showed that `from` is the client (a request line; no handshake was seen).
+        if !roles_known
+            && self.sh.client == Some(from)
+            && let Some(end) = end
+        {
+            self.sh.client_end = end;
+            self.client_placed = true;
+            self.release_due();
+        }
+    }
+
+    /// Feeds bytes after reading a PROXY protocol header from the start of the direction, if any.
+    fn strip_preamble(&mut self, from: Peer, data: &[u8], ts: u64, acked: Option<u64>) {
+        let d = from.idx();
         let Some(mut start) = self.preamble[d].take() else { return self.feed(from, data, ts, acked) };
         let owned;
         let input = if start.is_empty() {
@@ -1097,9 +1119,7 @@ impl Conversation {
                 }
                 self.preamble = [None, None];
                 self.feed(from, &input[len..], ts, acked);
-                if matches!(self.dirs[d], Dir::Req(_)) {
-                    self.client_advanced(len as u64);
-                }
+                self.release_due();
             }
             Probe::Malformed => {
                 self.sh.anomaly(Anomaly::ProxyMalformed);
@@ -1108,25 +1128,46 @@ impl Conversation {
         }
     }
 
-    /// The next bytes from `from` acknowledge `lead` bytes of the other direction beyond those
-    /// delivered so far (the mirror reordered the directions). Server bytes are then held until
-    /// those client bytes are delivered or declared lost, so that a response overtaking its request
-    /// is paired with it, not dropped as unexpected or paired with an earlier request.
-    pub fn on_ahead(&mut self, from: Peer, lead: u64) {
-        if matches!(self.dirs[from.idx()], Dir::Resp(_)) && !self.finished {
+    /// The client offset server bytes that acknowledged `acked` must wait for, if they must (see
+    /// [`HeldPiece::need`]): the client has not delivered that far, or has delivered nothing yet
+    /// though it was seen sending (a server does not speak first), or earlier server bytes wait.
+    fn server_wait(&self, acked: Option<u64>) -> Option<Option<u64>> {
+        let queued = self.held.as_ref().and_then(|h| h.pieces.last()).map(|p| p.need);
+        let own = if self.client_placed {
+            acked.filter(|&a| !reached(self.sh.client_end, a as u32)).map(Some)
+        } else {
+            let client_seen = self.sh.client.is_some_and(|c| self.sh.seen[c.idx()]);
+            (self.positioned && client_seen).then_some(acked)
+        };
+        queued.max(own)
+    }
+
+    /// Feeds server bytes, or holds them while they may answer client bytes not delivered yet.
+    fn feed_or_hold_server(&mut self, data: &[u8], ts: u64, acked: Option<u64>) {
+        if let Some(need) = self.server_wait(acked) {
             let held = self.held.get_or_insert_default();
-            held.next_need = held.next_need.max(held.client.saturating_add(lead));
+            if held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
+                held.bytes.extend_from_slice(data);
+                held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked, gap: 0 });
+                return;
+            }
+            // Too much to hold: these answers go before their requests are parsed. Requests they
+            // acknowledge, parsed later, must not take later answers.
+            let answered = held.pieces.iter().filter_map(|p| p.acked).chain(acked).max();
+            held.answered_upto = held.answered_upto.max(answered);
+        }
+        self.release_held(ts);
+        if let Some(Dir::Resp(r)) = self.sh.client.map(|c| &mut self.dirs[c.other().idx()]) {
+            r.feed(data, ts, acked, &mut self.sh);
         }
     }
 
-    /// Counts `len` client bytes delivered (or declared lost) and feeds the held server bytes that
-    /// waited for them.
-    fn client_advanced(&mut self, len: u64) {
-        let Some(held) = self.held.as_mut() else { return };
-        held.client = held.client.saturating_add(len);
-        let client = held.client;
-        let due = held.pieces.iter().take_while(|p| p.need <= client).count();
-        if due == held.pieces.len() && client >= held.next_need {
+    /// Feeds the held server bytes whose client bytes are now delivered or declared lost.
+    fn release_due(&mut self) {
+        let Some(held) = self.held.as_mut().filter(|_| self.client_placed) else { return };
+        let client = self.sh.client_end;
+        let due = held.pieces.iter().take_while(|p| p.need.is_none_or(|n| reached(client, n as u32))).count();
+        if due == held.pieces.len() {
             self.release_held(u64::MAX);
         } else if due > 0 {
             let end = held.pieces[due - 1].end;
@@ -1205,29 +1246,11 @@ impl Conversation {
                 let first = self.sh.next_seq;
                 let fed = r.feed(data, ts, &mut self.sh);
                 self.answered_early(first);
-                self.client_advanced(data.len() as u64);
+                self.release_due();
                 fed
             }
             Dir::Resp(_) => {
-                if let Some(held) = self.held.as_mut() {
-                    let need = held.need();
-                    let waiting = need > held.client;
-                    if waiting && held.bytes.len() + data.len() <= MAX_HELD_RESPONSE {
-                        held.bytes.extend_from_slice(data);
-                        held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked, gap: 0 });
-                        return;
-                    }
-                    if waiting {
-                        // Too much to hold: these answers go before their requests are parsed.
-                        // Requests they acknowledge, parsed later, must not take later answers.
-                        let answered = held.pieces.iter().filter_map(|p| p.acked).chain(acked).max();
-                        held.answered_upto = held.answered_upto.max(answered);
-                    }
-                    self.release_held(ts);
-                }
-                if let Dir::Resp(r) = &mut self.dirs[d] {
-                    r.feed(data, ts, acked, &mut self.sh);
-                }
+                self.feed_or_hold_server(data, ts, acked);
                 Fed::Ok
             }
             Dir::Off => Fed::Ok,
@@ -1235,27 +1258,38 @@ impl Conversation {
         if let Fed::BecameServer(at) = fed {
             self.sh.client = Some(from.other());
             if let Dir::Req(r) = std::mem::replace(&mut self.dirs[d], Dir::Off) {
-                let (mut resp, buf, start_ts) = r.into_resp();
-                resp.feed(&buf, start_ts, None, &mut self.sh);
-                resp.feed(&data[at..], ts, acked, &mut self.sh);
+                let (resp, buf, start_ts) = r.into_resp();
                 self.dirs[d] = Dir::Resp(resp);
+                self.feed_or_hold_server(&buf, start_ts, None);
+                self.feed_or_hold_server(&data[at..], ts, acked);
             }
         }
         self.settle(ts);
     }
 
-    /// `len` bytes of the `from` direction are lost and will never come.
+    /// `len` bytes of the `from` direction are lost and will never come, where their stream position
+    /// is not known (see [`Conversation::on_stream_gap`]).
     pub fn on_gap(&mut self, from: Peer, len: u64, ts: u64) {
+        self.gap(from, None, len, ts);
+    }
+
+    /// `len` bytes of the `from` direction, from stream offset `offset` on, are lost and will
+    /// never come (declared at `ts`).
+    pub fn on_stream_gap(&mut self, from: Peer, offset: u64, len: u64, ts: u64) {
+        self.gap(from, Some(offset), len, ts);
+    }
+
+    fn gap(&mut self, from: Peer, offset: Option<u64>, len: u64, ts: u64) {
+        self.positioned |= offset.is_some();
         self.flush_preamble(from, ts);
         self.sh.seen[from.idx()] = true;
         if self.finished || self.ended[from.idx()] || len == 0 {
             return;
         }
-        if matches!(self.dirs[from.idx()], Dir::Resp(_))
-            && let Some(held) = self.held.as_mut()
-        {
-            let need = held.need();
-            if need > held.client {
+        if matches!(self.dirs[from.idx()], Dir::Resp(_)) {
+            if let Some(held) = self.held.as_mut()
+                && let Some(need) = held.pieces.last().map(|p| p.need)
+            {
                 // The lost bytes come after the held ones, and wait with them.
                 held.pieces.push(HeldPiece { end: held.bytes.len(), need, at: ts, acked: None, gap: len });
                 return;
@@ -1265,9 +1299,13 @@ impl Conversation {
         match &mut self.dirs[from.idx()] {
             Dir::Req(r) => {
                 r.gap(len, ts, &mut self.sh);
+                if let Some(offset) = offset.filter(|_| self.sh.client == Some(from)) {
+                    self.sh.client_end = (offset + len) as u32;
+                    self.client_placed = true;
+                }
                 // Responses to requests lost in the gap come out as unexpected, not paired with
                 // the requests after it.
-                self.client_advanced(len);
+                self.release_due();
             }
             Dir::Resp(r) => r.gap(len, ts, &mut self.sh),
             Dir::Off => {}
@@ -1288,6 +1326,7 @@ impl Conversation {
         // The server's FIN overtook the request as its response did: the response keeps waiting
         // for the request, and the server's end is taken after it.
         if let Some(held) = self.held.as_mut()
+            && !held.pieces.is_empty()
             && matches!(self.dirs[d], Dir::Resp(_))
             && !self.ended[from.other().idx()]
             && !self.finished

@@ -1225,9 +1225,14 @@ fn a_response_that_overtakes_its_request_is_paired_when_the_request_comes() {
     c.on_packet(A);
     c.on_packet(B);
     let request = b"POST /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nz";
-    c.on_ahead(B, request.len() as u64);
-    c.on_data(B, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", 1);
-    c.on_data(A, request, 2);
+    c.on_stream_data(
+        B,
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+        1,
+        0,
+        Some(request.len() as u64),
+    );
+    c.on_stream_data(A, request, 2, 0, None);
     c.finish(3);
     let out = drain(&mut c);
     let t = txs(&out);
@@ -1245,11 +1250,11 @@ fn a_response_and_the_servers_fin_that_overtake_the_request_wait_for_it() {
     c.on_packet(A);
     c.on_packet(B);
     let (head, rest) = (&b"POST /form HTTP/1.1\r\nHost: x\r\n"[..], &b"Content-Length: 3\r\n\r\na=1"[..]);
-    c.on_ahead(B, (head.len() + rest.len()) as u64);
-    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1);
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    c.on_stream_data(B, response, 1, 0, Some((head.len() + rest.len()) as u64));
     c.on_end(B, 2);
-    c.on_data(A, head, 3);
-    c.on_data(A, rest, 4);
+    c.on_stream_data(A, head, 3, 0, None);
+    c.on_stream_data(A, rest, 4, head.len() as u64, None);
     c.on_end(A, 5);
     c.finish(5);
     let out = drain(&mut c);
@@ -1274,14 +1279,14 @@ fn responses_after_a_lost_request_are_paired_with_their_own_requests() {
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_packet(B);
-    c.on_data(A, req1, 1);
-    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2);
-    c.on_ahead(B, req2.len() as u64);
-    c.on_data(B, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 3);
-    c.on_ahead(B, (req2.len() + req3.len()) as u64);
-    c.on_data(B, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 4);
+    let ends = ends_of(&[req1.to_vec(), req2.to_vec(), req3.to_vec()]);
+    let (a1, a2, a3) = (answer("200 OK"), answer("404 Not Found"), answer("201 Created"));
+    c.on_stream_data(A, req1, 1, 0, None);
+    c.on_stream_data(B, &a1, 2, 0, Some(ends[0]));
+    c.on_stream_data(B, &a2, 3, a1.len() as u64, Some(ends[1]));
+    c.on_stream_data(B, &a3, 4, (a1.len() + a2.len()) as u64, Some(ends[2]));
     c.on_gap(A, req2.len() as u64, 5);
-    c.on_data(A, req3, 5);
+    c.on_stream_data(A, req3, 5, ends[1], None);
     c.finish(6);
     let out = drain(&mut c);
     let paired: Vec<(&[u8], Option<u16>)> = txs(&out)
@@ -1475,7 +1480,6 @@ fn an_answer_too_large_to_hold_for_its_request_is_not_replaced_by_the_next() {
     big.resize(big.len() + 102_400, b'x');
     let mut offset = 0;
     for (piece, ts) in big.chunks(16 << 10).zip(1..) {
-        c.on_ahead(B, end1);
         c.on_stream_data(B, piece, ts, offset, Some(end1));
         offset += piece.len() as u64;
     }
@@ -1499,10 +1503,8 @@ fn server_bytes_lost_while_answers_wait_for_their_requests_wait_with_them() {
     let mut c = new(Some(A));
     c.on_packet(A);
     c.on_packet(B);
-    c.on_ahead(B, ends[0]);
     c.on_stream_data(B, &a1, 1, 0, Some(ends[0]));
     c.on_gap(B, a2.len() as u64, 2);
-    c.on_ahead(B, ends[2]);
     c.on_stream_data(B, &a3, 3, (a1.len() + a2.len()) as u64, Some(ends[2]));
     let mut offset = 0;
     for (r, ts) in reqs.iter().zip(4..) {
@@ -1602,8 +1604,7 @@ fn after_a_gap_a_request_line_that_follows_a_blank_in_body_text_is_found() {
 fn a_response_to_no_request_is_still_dropped_and_counted_at_the_end() {
     let mut c = new(Some(A));
     c.on_packet(A);
-    c.on_ahead(B, 40);
-    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1);
+    c.on_stream_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1, 0, Some(40));
     c.finish(2);
     let out = drain(&mut c);
     assert!(txs(&out).is_empty());
@@ -1673,4 +1674,24 @@ fn a_midstream_start_inside_a_json_body_finds_the_next_request() {
     // A known extension method that ends in another known method stays whole at a midstream start.
     let requests = midstream_requests(&[b"M-POST /y HTTP/1.1\r\nHost: h\r\n\r\n"]);
     assert_eq!(requests, vec![(b"M-POST".to_vec(), b"/y".to_vec())]);
+}
+
+#[test]
+fn an_answer_held_for_client_bytes_is_released_when_they_are_declared_lost() {
+    // The first request was lost; its answer came first and waited for it. Once the client's
+    // stream declares those bytes lost, the answer has no request to wait for: it is dropped at
+    // once, not kept until the client sends again.
+    let reqs = gets(2);
+    let ends = ends_of(&reqs);
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_stream_data(B, &answer("404 Not Found"), 1, 0, Some(ends[0]));
+    assert!(c.buffered_bytes() > 0, "the answer waits for its request");
+    c.on_stream_gap(A, 0, ends[0], 2);
+    assert_eq!(anomalies(&drain(&mut c)), [Anomaly::RequestHeadLost, Anomaly::UnexpectedResponse]);
+    c.on_stream_data(A, &reqs[1], 3, ends[0], None);
+    c.on_stream_data(B, &answer("200 OK"), 4, answer("404 Not Found").len() as u64, Some(ends[1]));
+    c.finish(5);
+    assert_eq!(pairs(&drain(&mut c)), [(b"/2".to_vec(), Some(200))]);
 }

@@ -80,9 +80,6 @@ impl<H: StreamHandler> Flow<H> {
         }
         if h.flags.contains(TcpFlags::ACK) {
             let other = &mut self.streams[dir.other().index()];
-            if let Some(lead) = other.lead(h.ack).filter(|_| !seg.payload.is_empty()) {
-                self.handler.on_ahead(dir, lead, sink);
-            }
             other.ack(h.ack);
             if h.flags.contains(TcpFlags::SYN) {
                 // A SYN-ACK acknowledges the client's ISN: the client stream's start, even when the
@@ -168,6 +165,6 @@ fn deliver<H: StreamHandler>(handler: &mut H, dir: Dir, piece: Piece<'_>, ts: u6
         Piece::Data { data, offset, acked } => {
             handler.on_data(dir, data, Delivery { ts, offset, acked }, sink)
         }
-        Piece::Gap(len) => handler.on_gap(dir, len, ts, sink),
+        Piece::Gap { offset, len } => handler.on_gap(dir, len, Delivery { ts, offset, acked: None }, sink),
     }
 }

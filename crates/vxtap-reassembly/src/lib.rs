@@ -183,14 +183,11 @@ pub trait StreamHandler {
 
     /// A packet (possibly without payload) was seen in `dir`.
     fn on_packet(&mut self, _dir: Dir, _sink: &mut Self::Sink) {}
-    /// The segment from `dir` about to be delivered acknowledges `lead` bytes of the other
-    /// direction beyond those delivered (or declared lost) so far: the mirror reordered the two
-    /// directions (a response overtook its request).
-    fn on_ahead(&mut self, _dir: Dir, _lead: u64, _sink: &mut Self::Sink) {}
     /// The next contiguous bytes of `dir`, and where and when they were delivered.
     fn on_data(&mut self, dir: Dir, data: &[u8], at: Delivery, sink: &mut Self::Sink);
-    /// `len` bytes of `dir` are lost: they will never be delivered.
-    fn on_gap(&mut self, _dir: Dir, _len: u64, _ts: u64, _sink: &mut Self::Sink) {}
+    /// `len` bytes of `dir` are lost: they will never be delivered. `at` says where they were and
+    /// when they were declared lost (no acknowledgment: no segment carried them).
+    fn on_gap(&mut self, _dir: Dir, _len: u64, _at: Delivery, _sink: &mut Self::Sink) {}
     /// `dir` has ended (its FIN was reached).
     fn on_end(&mut self, _dir: Dir, _ts: u64, _sink: &mut Self::Sink) {}
     /// The flow is over; no further calls follow.
@@ -206,8 +203,9 @@ pub trait StreamHandler {
 pub struct Delivery {
     /// Capture time, microseconds.
     pub ts: u64,
-    /// Stream offset of the first byte (bytes delivered or declared lost before it; 0 is the byte
-    /// after the SYN, or the first byte of a stream picked up midstream).
+    /// Stream offset of the first byte: bytes delivered or declared lost before it. 0 is the byte
+    /// after the SYN; a stream whose start was guessed (no SYN seen) counts from up to 1 MiB before
+    /// its first byte, so only differences between offsets of one stream mean something there.
     pub offset: u64,
     /// The offset in the other direction's stream that the segment carrying these bytes
     /// acknowledged: what the sender had received of the other direction when it sent them. `None`

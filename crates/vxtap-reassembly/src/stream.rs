@@ -15,12 +15,9 @@ const TENTATIVE_BACK: u32 = 1 << 20;
 /// What a stream hands to its flow's handler.
 pub(crate) enum Piece<'a> {
     /// Bytes at a stream offset, with the other direction's offset their segment acknowledged.
-    Data {
-        data: &'a [u8],
-        offset: u64,
-        acked: Option<u64>,
-    },
-    Gap(u64),
+    Data { data: &'a [u8], offset: u64, acked: Option<u64> },
+    /// Bytes lost at a stream offset.
+    Gap { offset: u64, len: u64 },
 }
 
 /// Bytes that arrived ahead of a hole, plus the bytes the capture cut from the end of their segment.
@@ -68,11 +65,6 @@ impl Stream {
         !self.ooo.is_empty()
     }
 
-    /// How many bytes of this stream `ack` covers beyond those delivered (or declared lost), if any.
-    pub(crate) fn lead(&self, ack: u32) -> Option<u64> {
-        self.offset_of(ack)?.checked_sub(self.pos).filter(|&lead| lead > 0)
-    }
-
     /// The initial sequence number, where a SYN or SYN-ACK fixed it.
     pub(crate) fn isn(&self) -> Option<u32> {
         self.isn_known.then_some(self.isn)
@@ -94,7 +86,7 @@ impl Stream {
     /// True when the receiver acknowledged bytes of this stream that were not delivered yet: they
     /// were sent, so the mirror may still bring them.
     pub(crate) fn owes_acknowledged_bytes(&self) -> bool {
-        self.acked.is_some_and(|ack| self.lead(ack).is_some())
+        self.acked.and_then(|ack| self.offset_of(ack)).is_some_and(|acked| acked > self.pos)
     }
 
     /// Records an acknowledgment of this stream by the receiver.
@@ -304,7 +296,7 @@ impl Stream {
     }
 
     fn gap(&mut self, len: u64, emit: &mut dyn FnMut(Piece<'_>), stats: &mut ReassemblyStats) {
-        emit(Piece::Gap(len));
+        emit(Piece::Gap { offset: self.pos, len });
         self.advance(len);
         stats.gaps += 1;
         stats.gap_bytes += len;

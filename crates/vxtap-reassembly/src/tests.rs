@@ -9,8 +9,6 @@ enum Seen {
     Gap(Dir, u64),
     End(Dir),
     Close(CloseReason),
-    /// Data from `Dir` acknowledged this many bytes of the other direction not delivered yet.
-    Ahead(Dir, u64),
 }
 
 #[derive(Default)]
@@ -24,11 +22,8 @@ impl StreamHandler for Recorder {
             _ => sink.push(Seen::Data(dir, data.to_vec())),
         }
     }
-    fn on_gap(&mut self, dir: Dir, len: u64, _ts: u64, sink: &mut Vec<Seen>) {
+    fn on_gap(&mut self, dir: Dir, len: u64, _at: Delivery, sink: &mut Vec<Seen>) {
         sink.push(Seen::Gap(dir, len));
-    }
-    fn on_ahead(&mut self, dir: Dir, lead: u64, sink: &mut Vec<Seen>) {
-        sink.push(Seen::Ahead(dir, lead));
     }
     fn on_end(&mut self, dir: Dir, _ts: u64, sink: &mut Vec<Seen>) {
         sink.push(Seen::End(dir));
@@ -592,29 +587,6 @@ fn syn_ack_gives_the_client_stream_start_when_the_syn_was_lost() {
     assert_eq!(data_of(&s, Dir::B), b"abcdef");
 }
 
-#[test]
-fn server_data_that_acknowledges_undelivered_client_bytes_says_by_how_many() {
-    // The client's request (bytes 101..119) waits behind a hole at 101..104 while the server's
-    // answer, which acknowledges all of it, arrives: the handler hears the answer is 18 bytes ahead.
-    let mut t = FlowTable::new(ReassemblyConfig::default());
-    let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 100, TcpFlags::SYN), b"", 1);
-    let mut syn_ack = header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack()));
-    syn_ack.ack = 101;
-    feed(&mut t, &mut s, syn_ack, b"", 2);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 104, ack()), b" / HTTP/1.1\r\n\r\n", 3);
-    let mut answer = header(SERVER, CLIENT, 5001, ack());
-    answer.ack = 119;
-    feed(&mut t, &mut s, answer, b"HTTP/1.1 200 OK\r\n\r\n", 4);
-    let mut bare_ack = header(SERVER, CLIENT, 5020, ack());
-    bare_ack.ack = 119;
-    feed(&mut t, &mut s, bare_ack, b"", 5);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 101, ack()), b"GET", 6);
-    let aheads: Vec<&Seen> = s.iter().filter(|x| matches!(x, Seen::Ahead(..))).collect();
-    assert_eq!(aheads, [&Seen::Ahead(Dir::B, 18)], "{s:?}");
-    assert_eq!(data_of(&s, Dir::A), b"GET / HTTP/1.1\r\n\r\n");
-}
-
 /// Records where each delivery sits: direction, offset and the other direction's offset acked.
 struct Positions;
 
@@ -646,4 +618,23 @@ fn deliveries_say_their_offset_and_what_their_segment_acknowledged() {
         s,
         [(Dir::A, 0, Some(0)), (Dir::A, 10, Some(0)), (Dir::B, 0, Some(10)), (Dir::B, 4, Some(18)),]
     );
+}
+
+#[test]
+fn server_data_that_overtook_the_client_bytes_it_acknowledges_says_so() {
+    // The client's request (bytes 101..119) waits behind a hole at 101..104 while the server's
+    // answer, which acknowledges all of it, arrives: it is delivered first, saying it acknowledged
+    // offset 18 of a client stream that has delivered nothing yet; the handler holds it from that.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    let mut feed = |h: SegmentHeader, ack: u32, payload: &[u8], ts: u64| {
+        let header = SegmentHeader { ack, ..h };
+        t.process(&Segment { header, payload }, ts, &mut s, |_| Positions);
+    };
+    feed(header(CLIENT, SERVER, 100, TcpFlags::SYN), 0, b"", 1);
+    feed(header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 101, b"", 2);
+    feed(header(CLIENT, SERVER, 104, ack()), 5001, b" / HTTP/1.1\r\n\r\n", 3);
+    feed(header(SERVER, CLIENT, 5001, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n", 4);
+    feed(header(CLIENT, SERVER, 101, ack()), 5001, b"GET", 5);
+    assert_eq!(s, [(Dir::B, 0, Some(18)), (Dir::A, 0, Some(0)), (Dir::A, 3, Some(0))]);
 }
