@@ -75,16 +75,22 @@ struct Shared {
     /// them, an answer to the first waiting request cannot be told from theirs (see
     /// [`Shared::pair`]).
     answers_owed: bool,
-    /// Two request heads ended in the same delivered bytes: the client pipelines, so an owed
-    /// answer can follow a later request (see [`Shared::pair`]).
+    /// Two request heads ended in the same delivered bytes, or the client sent one without having
+    /// received a server byte since the one before: the client pipelines, so an owed answer can
+    /// follow a later request (see [`Shared::pair`]).
     pipelined: bool,
+    /// The server offset (modulo 2^32) that the segment completing the last request head
+    /// acknowledged, when known.
+    last_head_acked: Option<u32>,
     /// The response stream lost its framing; the next response's acknowledgment tells which
     /// waiting requests the lost bytes may have answered (see [`Shared::pair`]).
     resync_pending: bool,
     queue: VecDeque<Entry>,
     /// Requests emitted without response because too many were waiting (oldest first); their
-    /// responses, if they come, are parsed with the right framing and dropped.
-    ghosts: VecDeque<ReqKind>,
+    /// responses, if they come, are parsed with the right framing and dropped. A `Vec`, 8 bytes
+    /// smaller inline than a `VecDeque` (every flow has one): it holds a few 2-byte kinds, so
+    /// taking from its front costs nothing.
+    ghosts: Vec<ReqKind>,
     out: Vec<Output>,
     out_mem: usize,
     next_seq: u64,
@@ -107,8 +113,9 @@ impl Shared {
             resync_pending: false,
             answers_owed: false,
             pipelined: false,
+            last_head_acked: None,
             queue: VecDeque::new(),
-            ghosts: VecDeque::new(),
+            ghosts: Vec::new(),
             out: Vec::new(),
             out_mem: 0,
             next_seq: 0,
@@ -209,8 +216,8 @@ impl Shared {
         if std::mem::take(&mut self.resync_pending) {
             self.settle_resync(acked);
         }
-        if let Some(k) = self.ghosts.pop_front() {
-            return (Target::Ghost, k);
+        if !self.ghosts.is_empty() {
+            return (Target::Ghost, self.ghosts.remove(0));
         }
         let answers_owed = self.answers_owed && acked.is_some();
         match self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp) {
@@ -289,9 +296,9 @@ impl Shared {
                 if forced && !e.resp_assigned {
                     // its response may still come: parse it with the right framing and drop it
                     if self.ghosts.len() >= self.cfg.max_pending.saturating_mul(2).max(16) {
-                        self.ghosts.pop_front();
+                        self.ghosts.remove(0);
                     }
-                    self.ghosts.push_back(e.kind);
+                    self.ghosts.push(e.kind);
                 }
                 self.emit(e);
             }
@@ -384,7 +391,7 @@ impl ReqDir {
         }
     }
 
-    fn feed(&mut self, data: &[u8], ts: u64, sh: &mut Shared) -> Fed {
+    fn feed(&mut self, data: &[u8], ts: u64, acked: Option<u64>, sh: &mut Shared) -> Fed {
         if matches!(self.state, RState::Skip) {
             // A new segment is a likelier place for the next request than the middle of a line.
             self.state = RState::Head(Mode::Resync);
@@ -437,7 +444,7 @@ impl ReqDir {
                     let mode = *mode;
                     let (n, ev) = self.head.feed(rest, ts, sh.cfg.max_head_bytes);
                     i += n;
-                    if self.on_head_event(mode, ev, ts, sh) {
+                    if self.on_head_event(mode, ev, ts, acked, sh) {
                         return Fed::BecameServer(i);
                     }
                 }
@@ -447,7 +454,14 @@ impl ReqDir {
     }
 
     /// Returns true when this (probing) direction turned out to be the server.
-    fn on_head_event(&mut self, mode: Mode, ev: HeadEvent, ts: u64, sh: &mut Shared) -> bool {
+    fn on_head_event(
+        &mut self,
+        mode: Mode,
+        ev: HeadEvent,
+        ts: u64,
+        acked: Option<u64>,
+        sh: &mut Shared,
+    ) -> bool {
         match ev {
             HeadEvent::NeedMore if self.head.first_line_end != 0 || self.head.is_empty() => {}
             HeadEvent::NeedMore | HeadEvent::FirstLine => {
@@ -491,7 +505,7 @@ impl ReqDir {
                     }
                 }
             }
-            HeadEvent::Done => self.head_done(ts, sh),
+            HeadEvent::Done => self.head_done(ts, acked, sh),
             HeadEvent::TooLarge => {
                 if mode != Mode::Resync {
                     sh.anomaly(Anomaly::HeadTooLarge);
@@ -550,7 +564,7 @@ impl ReqDir {
         self.state = RState::Head(Mode::Resync);
     }
 
-    fn head_done(&mut self, ts: u64, sh: &mut Shared) {
+    fn head_done(&mut self, ts: u64, acked: Option<u64>, sh: &mut Shared) {
         let Some(line) = head::parse_request_line(self.head.first_line()) else {
             return self.malformed(sh);
         };
@@ -576,10 +590,16 @@ impl ReqDir {
         };
         let head_mem = self.head.buf.len();
         self.head.clear();
-        if sh.client_end != 0 && self.last_head_end == sh.client_end {
+        // Two heads ended in the same delivered bytes, or the client sent this one without having
+        // received a server byte since the last one: it did not wait for the answer.
+        let acked = acked.map(|a| a as u32);
+        if (sh.client_end != 0 && self.last_head_end == sh.client_end)
+            || acked.is_some_and(|a| sh.last_head_acked == Some(a))
+        {
             sh.pipelined = true;
         }
         self.last_head_end = sh.client_end;
+        sh.last_head_acked = acked;
         self.cur = Some(sh.push_request(req, kind, head_mem));
         match framing {
             BodyKind::Length(n) => self.state = RState::Length(n),
@@ -982,7 +1002,8 @@ pub struct Conversation {
     /// Deliveries come with their stream offsets ([`Conversation::on_stream_data`]).
     positioned: bool,
     /// [`Shared::client_end`] says where the client's stream stands: the client delivered bytes at
-    /// a known offset. (A stream's offsets start at 0 only when its handshake was seen.)
+    /// a known offset, or the handshake named the client (its offsets then start at 0; a stream
+    /// picked up without one counts from a guessed start).
     client_placed: bool,
 }
 
@@ -1022,8 +1043,9 @@ struct HeldPiece {
 }
 
 impl Conversation {
-    /// A new conversation. `client_hint` is the peer that sent the SYN, when known; without it the
-    /// roles are found from the data.
+    /// A new conversation. `client_hint` is the peer that sent the SYN, when the connection's first
+    /// packet seen was its SYN or SYN-ACK (the client's stream offsets then start at 0); without it
+    /// the roles are found from the data.
     pub fn new(cfg: HttpConfig, client_hint: Option<Peer>) -> Self {
         let mut sh = Shared::new(cfg);
         let dirs = match client_hint {
@@ -1043,7 +1065,7 @@ impl Conversation {
             preamble: [Some(Vec::new()), Some(Vec::new())],
             held: None,
             positioned: false,
-            client_placed: false,
+            client_placed: client_hint.is_some(),
         }
     }
 
@@ -1244,7 +1266,7 @@ impl Conversation {
         let fed = match &mut self.dirs[d] {
             Dir::Req(r) => {
                 let first = self.sh.next_seq;
-                let fed = r.feed(data, ts, &mut self.sh);
+                let fed = r.feed(data, ts, acked, &mut self.sh);
                 self.answered_early(first);
                 self.release_due();
                 fed
@@ -1260,7 +1282,7 @@ impl Conversation {
             if let Dir::Req(r) = std::mem::replace(&mut self.dirs[d], Dir::Off) {
                 let (resp, buf, start_ts) = r.into_resp();
                 self.dirs[d] = Dir::Resp(resp);
-                self.feed_or_hold_server(&buf, start_ts, None);
+                self.feed_or_hold_server(&buf, start_ts, acked);
                 self.feed_or_hold_server(&data[at..], ts, acked);
             }
         }
@@ -1365,7 +1387,7 @@ impl Conversation {
             self.sh.emit(e);
         }
         self.sh.queue = VecDeque::new();
-        self.sh.ghosts = VecDeque::new();
+        self.sh.ghosts = Vec::new();
         self.sh.proxy = None;
         self.finished = true;
     }

@@ -1695,3 +1695,23 @@ fn an_answer_held_for_client_bytes_is_released_when_they_are_declared_lost() {
     c.finish(5);
     assert_eq!(pairs(&drain(&mut c)), [(b"/2".to_vec(), Some(200))]);
 }
+
+#[test]
+fn a_request_sent_before_any_answer_arrived_marks_the_client_as_pipelining() {
+    // As a generated lossy capture had it: the SYN-ACK was lost, so the first request went out at
+    // once; the second came in a segment of its own, but acknowledging no more server bytes than
+    // the first: the client had not waited for the first answer. That answer, which acknowledges
+    // both requests, must not be given to the second.
+    let reqs = gets(2);
+    let ends = ends_of(&reqs);
+    let (a1, a2) = (answer("201 Created"), answer("404 Not Found"));
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_stream_data(A, &reqs[0], 1, 0, Some(0));
+    c.on_packet(B);
+    c.on_stream_data(A, &reqs[1], 2, ends[0], Some(0));
+    c.on_stream_data(B, &a1, 3, 0, Some(ends[1]));
+    c.on_stream_data(B, &a2, 4, a1.len() as u64, Some(ends[1]));
+    c.finish(5);
+    assert_eq!(pairs(&drain(&mut c)), [(b"/1".to_vec(), None), (b"/2".to_vec(), None)]);
+}

@@ -79,14 +79,20 @@ impl<H: StreamHandler> Flow<H> {
             return Some(CloseReason::Rst);
         }
         if h.flags.contains(TcpFlags::ACK) {
+            let at_first_byte =
+                self.streams[dir.index()].isn().is_some_and(|isn| h.seq == isn.wrapping_add(1));
             let other = &mut self.streams[dir.other().index()];
             other.ack(h.ack);
-            if h.flags.contains(TcpFlags::SYN) {
-                // A SYN-ACK acknowledges the client's ISN: the client stream's start, even when the
-                // client's SYN was not captured and its first data segments arrive out of order.
+            // A SYN-ACK acknowledges the client's ISN: the client stream's start, even when the
+            // client's SYN was not captured and its first data segments arrive out of order. So
+            // does the client's handshake ACK, or its first bytes, for the server's stream when
+            // the SYN-ACK was not captured (an HTTP server sends nothing before the request): the
+            // server bytes missing before its first captured ones are then a loss, not taken for
+            // a start midstream, which would pair each response with the request after its own.
+            if h.flags.contains(TcpFlags::SYN) || at_first_byte {
                 let handler = &mut self.handler;
-                let client = dir.other();
-                other.start_at(h.ack, &mut |piece| deliver(handler, client, piece, ts, sink), stats);
+                let peer = dir.other();
+                other.start_at(h.ack, &mut |piece| deliver(handler, peer, piece, ts, sink), stats);
             }
         }
         let acked = if h.flags.contains(TcpFlags::ACK) {

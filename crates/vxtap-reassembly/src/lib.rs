@@ -222,7 +222,8 @@ pub struct ReassemblyConfig {
     pub closing_timeout_us: u64,
     /// How long a hole may wait for its missing segment before it is declared a gap (default 1 s).
     pub reorder_timeout_us: u64,
-    /// Out-of-order bytes buffered per direction before the hole is declared a gap (default 4 MiB).
+    /// Out-of-order bytes buffered per direction before the hole is declared a gap (default 4 MiB,
+    /// at most 1 GiB).
     pub max_ooo_bytes: usize,
     /// Bytes (stream buffers, handler buffers, per-flow overhead) this table may hold (default 1 GiB).
     pub memcap: usize,

@@ -35,7 +35,9 @@ pub(crate) struct Stream {
     /// Stream offset of `next_seq` (bytes delivered plus bytes declared lost).
     pos: u64,
     ooo: BTreeMap<u64, Chunk>,
-    ooo_bytes: usize,
+    /// Bytes in `ooo`: 32 bits (a stream buffers at most `max_ooo_bytes`, capped at 1 GiB, and
+    /// one segment), where 64 would push every flow past its allocation class.
+    ooo_bytes: u32,
     /// Capture time when the current hole opened.
     hole_since: Option<u64>,
     /// Stream offset of the FIN, once seen.
@@ -46,8 +48,13 @@ pub(crate) struct Stream {
     acked: Option<u32>,
     /// The start is a guess (no SYN or SYN-ACK fixed it): offset 0 lies [`TENTATIVE_BACK`] before the
     /// first segment seen and nothing is delivered until the leading hole is settled, which moves
-    /// to the first buffered byte silently (the bytes before a midstream start are not a loss).
+    /// to the first buffered byte silently (the bytes before a midstream start are not a loss),
+    /// or to `floor` if that is lower.
     tentative: bool,
+    /// While the start is a guess, the lowest offset of a segment without payload (0: none seen). A
+    /// bare ACK names the next byte its sender will send, so the bytes from there to the first
+    /// buffered byte were sent: they are a loss, not a midstream start.
+    floor: u32,
     /// The initial sequence number, when `isn_known`: a copy of the SYN arriving after the
     /// connection closed is known by it. Two fields, not an `Option`, which would add 8 bytes to
     /// every flow (the bool fits in padding).
@@ -58,7 +65,7 @@ pub(crate) struct Stream {
 
 impl Stream {
     pub(crate) fn buffered(&self) -> usize {
-        self.ooo_bytes
+        self.ooo_bytes as usize
     }
 
     pub(crate) fn has_hole(&self) -> bool {
@@ -107,7 +114,8 @@ impl Stream {
     }
 
     /// Sets where the stream starts when nothing fixed it yet (its SYN was not seen): the sequence
-    /// number a SYN-ACK acknowledged. A guessed start that delivered nothing yet moves there.
+    /// number the other side's handshake acknowledged. A guessed start that delivered nothing yet
+    /// moves there, but not past bytes buffered already (they would be cut).
     pub(crate) fn start_at(
         &mut self,
         seq: u32,
@@ -121,7 +129,8 @@ impl Stream {
             }
             Some(next) if self.tentative => {
                 let ahead = seq.wrapping_sub(next);
-                if ahead <= TENTATIVE_BACK {
+                let cuts_buffered = self.ooo.first_key_value().is_some_and(|(&at, _)| at < u64::from(ahead));
+                if ahead <= TENTATIVE_BACK && !cuts_buffered {
                     self.advance(u64::from(ahead));
                     self.tentative = false;
                     self.set_isn(seq.wrapping_sub(1));
@@ -167,6 +176,15 @@ impl Stream {
             stats.out_of_window += 1;
             return;
         }
+        if len == 0
+            && !fin
+            && self.tentative
+            && self.pos == 0
+            && rel > 0
+            && (self.floor == 0 || rel < i64::from(self.floor))
+        {
+            self.floor = rel as u32;
+        }
         if fin && rel + len >= 0 && self.fin.is_none() {
             self.fin = Some(self.pos + (rel + len) as u64);
         }
@@ -192,7 +210,7 @@ impl Stream {
             self.hole_since = None;
         } else {
             self.hole_since.get_or_insert(ts);
-            if self.ooo_bytes > cfg.max_ooo_bytes {
+            if self.buffered() > cfg.max_ooo_bytes.min(1 << 30) {
                 self.skip_hole(emit, stats);
             }
         }
@@ -267,7 +285,7 @@ impl Stream {
                 break;
             }
             let (at, chunk) = entry.remove_entry();
-            self.ooo_bytes -= chunk.data.len();
+            self.ooo_bytes -= chunk.data.len() as u32;
             let skip = (self.pos - at) as usize;
             let end = at + chunk.data.len() as u64 + chunk.missing;
             if end <= self.pos {
@@ -285,7 +303,11 @@ impl Stream {
         if let Some((&at, _)) = self.ooo.first_key_value() {
             if at > self.pos {
                 if self.tentative {
-                    self.advance(at - self.pos);
+                    let floor = u64::from(self.floor);
+                    self.advance(if floor > self.pos && floor < at { floor } else { at } - self.pos);
+                    if at > self.pos {
+                        self.gap(at - self.pos, emit, stats);
+                    }
                 } else {
                     self.gap(at - self.pos, emit, stats);
                 }
@@ -356,10 +378,10 @@ impl Stream {
             if bytes.is_empty() && chunk_missing == 0 {
                 continue;
             }
-            self.ooo_bytes += bytes.len();
+            self.ooo_bytes += bytes.len() as u32;
             if let Some(old) = self.ooo.insert(start, Chunk { data: bytes, missing: chunk_missing, acked }) {
                 // Only an empty marker can share a start with new bytes; keep the larger record.
-                self.ooo_bytes -= old.data.len();
+                self.ooo_bytes -= old.data.len() as u32;
             }
         }
     }

@@ -524,16 +524,17 @@ fn a_late_syn_ack_is_known_by_the_client_isn_it_acknowledges() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
     feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 2);
+    let request = SegmentHeader { ack: 5001, ..header(CLIENT, SERVER, 1, ack()) };
+    feed(&mut t, &mut s, request, b"GET / HTTP/1.1\r\n\r\n", 2);
     feed(&mut t, &mut s, header(SERVER, CLIENT, 5001, ack()), b"HTTP/1.1 204 No Content\r\n\r\n", 3);
     settle_and_close(&mut t, &mut s, 19, 5028);
     let mut syn_ack = header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack()));
     syn_ack.ack = 1;
     feed(&mut t, &mut s, syn_ack, b"", 2_000_003);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 1, ack()), b"GET / HTTP/1.1\r\n\r\n", 2_000_004);
+    feed(&mut t, &mut s, request, b"GET / HTTP/1.1\r\n\r\n", 2_000_004);
     assert!(t.is_empty(), "the late SYN-ACK and request opened a flow");
-    syn_ack.ack = 7001;
-    feed(&mut t, &mut s, syn_ack, b"", 2_000_005);
+    let new_syn_ack = SegmentHeader { seq: 9000, ack: 7001, ..syn_ack };
+    feed(&mut t, &mut s, new_syn_ack, b"", 2_000_005);
     assert_eq!(t.len(), 1, "a SYN-ACK of a new connection on the same ports");
 }
 
@@ -637,4 +638,55 @@ fn server_data_that_overtook_the_client_bytes_it_acknowledges_says_so() {
     feed(header(SERVER, CLIENT, 5001, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n", 4);
     feed(header(CLIENT, SERVER, 101, ack()), 5001, b"GET", 5);
     assert_eq!(s, [(Dir::B, 0, Some(18)), (Dir::A, 0, Some(0)), (Dir::A, 3, Some(0))]);
+}
+
+#[test]
+fn without_the_syn_ack_the_clients_first_ack_names_the_servers_start() {
+    // The SYN-ACK and the server's first answer were lost. The client's request acknowledged the
+    // server's ISN, so the server bytes before its first captured ones are a loss (the answer to
+    // the request), not the start of a stream picked up midstream.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 100, TcpFlags::SYN), b"", 1);
+    let request = SegmentHeader { ack: 5001, ..header(CLIENT, SERVER, 101, ack()) };
+    feed(&mut t, &mut s, request, b"GET /1 HTTP/1.1\r\n\r\n", 2);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5089, ack()), b"HTTP/1.1 200 OK\r\n\r\n", 3);
+    t.close_all(4, &mut s);
+    assert!(s.iter().any(|e| matches!(e, Seen::Gap(Dir::B, 88))), "{s:?}");
+    assert_eq!(data_of(&s, Dir::B), b"HTTP/1.1 200 OK\r\n\r\n");
+}
+
+#[test]
+fn a_start_named_by_a_handshake_never_cuts_bytes_buffered_before_it() {
+    // A client segment at its first byte acknowledging more than the server's ISN (a server that
+    // spoke first, its two lines reordered): the server bytes already buffered below that
+    // acknowledgment are kept.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 100, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5012, ack()), b"250 ok\r\n", 2);
+    feed(&mut t, &mut s, header(SERVER, CLIENT, 5001, ack()), b"220 ready\r\n", 3);
+    let first = SegmentHeader { ack: 5012, ..header(CLIENT, SERVER, 101, ack()) };
+    feed(&mut t, &mut s, first, b"HELO x\r\n", 4);
+    t.close_all(5, &mut s);
+    assert_eq!(data_of(&s, Dir::B), b"220 ready\r\n250 ok\r\n", "{s:?}");
+}
+
+#[test]
+fn picked_up_midstream_bytes_after_a_bare_ack_are_a_loss() {
+    // No handshake captured. The server's bare ACK names its next byte, 5000; its first captured
+    // data starts at 5088: the 88 bytes between were sent and lost (an answer), not before the
+    // capture began. A bare ACK at the first data's own number says nothing is missing.
+    for (bare_seq, lost) in [(5000, Some(88)), (5088, None)] {
+        let mut t = FlowTable::new(ReassemblyConfig::default());
+        let mut s = Vec::new();
+        feed(&mut t, &mut s, header(CLIENT, SERVER, 101, ack()), b"GET /2 HTTP/1.1\r\n\r\n", 1);
+        feed(&mut t, &mut s, header(SERVER, CLIENT, bare_seq, ack()), b"", 2);
+        feed(&mut t, &mut s, header(SERVER, CLIENT, 5088, ack()), b"HTTP/1.1 200 OK\r\n\r\n", 3);
+        t.close_all(4, &mut s);
+        let gaps: Vec<u64> =
+            s.iter().filter_map(|e| if let Seen::Gap(Dir::B, n) = e { Some(*n) } else { None }).collect();
+        assert_eq!(gaps, lost.into_iter().collect::<Vec<_>>(), "{s:?}");
+        assert_eq!(data_of(&s, Dir::B), b"HTTP/1.1 200 OK\r\n\r\n");
+    }
 }
