@@ -81,7 +81,7 @@ impl<H: StreamHandler> Flow<H> {
         if h.flags.contains(TcpFlags::ACK) {
             let at_first_byte =
                 self.streams[dir.index()].isn().is_some_and(|isn| h.seq == isn.wrapping_add(1));
-            let other = &mut self.streams[dir.other().index()];
+            let (other, this) = split(&mut self.streams, dir.other());
             other.ack(h.ack);
             // A SYN-ACK acknowledges the client's ISN: the client stream's start, even when the
             // client's SYN was not captured and its first data segments arrive out of order. So
@@ -92,15 +92,11 @@ impl<H: StreamHandler> Flow<H> {
             if h.flags.contains(TcpFlags::SYN) || at_first_byte {
                 let handler = &mut self.handler;
                 let peer = dir.other();
-                other.start_at(h.ack, &mut |piece| deliver(handler, peer, piece, ts, sink), stats);
+                other.start_at(h.ack, &mut |piece| deliver(handler, peer, piece, ts, sink, this), stats);
             }
         }
-        let acked = if h.flags.contains(TcpFlags::ACK) {
-            self.streams[dir.other().index()].offset_of(h.ack)
-        } else {
-            None
-        };
-        let stream = &mut self.streams[dir.index()];
+        let acked = h.flags.contains(TcpFlags::ACK).then_some(h.ack);
+        let (stream, other) = split(&mut self.streams, dir);
         stream.seen = true;
         let mut seq = h.seq;
         if h.flags.contains(TcpFlags::SYN) {
@@ -110,7 +106,7 @@ impl<H: StreamHandler> Flow<H> {
         let handler = &mut self.handler;
         let fin = h.flags.contains(TcpFlags::FIN);
         stream.segment(seq, seg.payload, u64::from(h.missing), fin, acked, ts, cfg, stats, &mut |piece| {
-            deliver(handler, dir, piece, ts, sink)
+            deliver(handler, dir, piece, ts, sink, other)
         });
         self.check_end(dir, ts, sink)
     }
@@ -125,8 +121,8 @@ impl<H: StreamHandler> Flow<H> {
     ) {
         for dir in [Dir::A, Dir::B] {
             let handler = &mut self.handler;
-            self.streams[dir.index()]
-                .expire_hole(now, cfg, stats, &mut |piece| deliver(handler, dir, piece, now, sink));
+            let (stream, other) = split(&mut self.streams, dir);
+            stream.expire_hole(now, cfg, stats, &mut |piece| deliver(handler, dir, piece, now, sink, other));
         }
     }
 
@@ -140,7 +136,8 @@ impl<H: StreamHandler> Flow<H> {
     ) {
         for dir in [Dir::A, Dir::B] {
             let handler = &mut self.handler;
-            self.streams[dir.index()].flush(stats, &mut |piece| deliver(handler, dir, piece, now, sink));
+            let (stream, other) = split(&mut self.streams, dir);
+            stream.flush(stats, &mut |piece| deliver(handler, dir, piece, now, sink, other));
             let stream = &mut self.streams[dir.index()];
             if stream.reached_fin() && !stream.ended {
                 stream.ended = true;
@@ -166,9 +163,29 @@ impl<H: StreamHandler> Flow<H> {
     }
 }
 
-fn deliver<H: StreamHandler>(handler: &mut H, dir: Dir, piece: Piece<'_>, ts: u64, sink: &mut H::Sink) {
+/// `dir`'s stream to change, and the other one to read.
+fn split(streams: &mut [Stream; 2], dir: Dir) -> (&mut Stream, &Stream) {
+    let [a, b] = streams;
+    match dir {
+        Dir::A => (a, b),
+        Dir::B => (b, a),
+    }
+}
+
+/// Hands a piece of `dir`'s stream to the handler. The acknowledgment its segment carried becomes
+/// an offset in `peer`, the other stream, now rather than when the segment arrived: a segment
+/// buffered out of order may have come before the other stream had a start.
+fn deliver<H: StreamHandler>(
+    handler: &mut H,
+    dir: Dir,
+    piece: Piece<'_>,
+    ts: u64,
+    sink: &mut H::Sink,
+    peer: &Stream,
+) {
     match piece {
-        Piece::Data { data, offset, acked } => {
+        Piece::Data { data, offset, ack } => {
+            let acked = ack.and_then(|ack| peer.offset_of(ack));
             handler.on_data(dir, data, Delivery { ts, offset, acked }, sink)
         }
         Piece::Gap { offset, len } => handler.on_gap(dir, len, Delivery { ts, offset, acked: None }, sink),

@@ -14,8 +14,8 @@ const TENTATIVE_BACK: u32 = 1 << 20;
 
 /// What a stream hands to its flow's handler.
 pub(crate) enum Piece<'a> {
-    /// Bytes at a stream offset, with the other direction's offset their segment acknowledged.
-    Data { data: &'a [u8], offset: u64, acked: Option<u64> },
+    /// Bytes at a stream offset, with the acknowledgment number their segment carried.
+    Data { data: &'a [u8], offset: u64, ack: Option<u32> },
     /// Bytes lost at a stream offset.
     Gap { offset: u64, len: u64 },
 }
@@ -24,8 +24,8 @@ pub(crate) enum Piece<'a> {
 struct Chunk {
     data: Vec<u8>,
     missing: u64,
-    /// The other direction's offset the segment acknowledged.
-    acked: Option<u64>,
+    /// The acknowledgment number the segment carried.
+    ack: Option<u32>,
 }
 
 #[derive(Default)]
@@ -152,7 +152,7 @@ impl Stream {
     }
 
     /// Handles one segment's payload (`missing` bytes cut by the capture follow it) and FIN;
-    /// `acked` is the other direction's offset the segment acknowledged.
+    /// `ack` is the acknowledgment number the segment carried.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn segment(
         &mut self,
@@ -160,7 +160,7 @@ impl Stream {
         payload: &[u8],
         missing: u64,
         fin: bool,
-        acked: Option<u64>,
+        ack: Option<u32>,
         ts: u64,
         cfg: &ReassemblyConfig,
         stats: &mut ReassemblyStats,
@@ -198,11 +198,11 @@ impl Stream {
                 let missing = missing - (skip.saturating_sub(payload.len()) as u64);
                 let at = self.pos + rel.max(0) as u64;
                 if at == self.pos {
-                    self.deliver(data, missing, acked, emit, stats);
+                    self.deliver(data, missing, ack, emit, stats);
                     self.drain(emit, stats);
                 } else {
                     stats.out_of_order += 1;
-                    self.insert(at, data, missing, acked, stats);
+                    self.insert(at, data, missing, ack, stats);
                 }
             }
         }
@@ -257,14 +257,14 @@ impl Stream {
         &mut self,
         data: &[u8],
         missing: u64,
-        acked: Option<u64>,
+        ack: Option<u32>,
         emit: &mut dyn FnMut(Piece<'_>),
         stats: &mut ReassemblyStats,
     ) {
         if !data.is_empty() {
             // Bytes delivered at the current position settle a guessed start.
             self.tentative = false;
-            emit(Piece::Data { data, offset: self.pos, acked });
+            emit(Piece::Data { data, offset: self.pos, ack });
             self.advance(data.len() as u64);
             stats.bytes += data.len() as u64;
         }
@@ -293,7 +293,7 @@ impl Stream {
             }
             let data = chunk.data.get(skip..).unwrap_or(&[]);
             let missing = end - self.pos - data.len() as u64;
-            self.deliver(data, missing, chunk.acked, emit, stats);
+            self.deliver(data, missing, chunk.ack, emit, stats);
         }
     }
 
@@ -333,14 +333,7 @@ impl Stream {
 
     /// Buffers `data` at stream offset `at`, keeping bytes already buffered (first data wins) and
     /// counting overlaps whose bytes differ.
-    fn insert(
-        &mut self,
-        at: u64,
-        data: &[u8],
-        missing: u64,
-        acked: Option<u64>,
-        stats: &mut ReassemblyStats,
-    ) {
+    fn insert(&mut self, at: u64, data: &[u8], missing: u64, ack: Option<u32>, stats: &mut ReassemblyStats) {
         let end = at + data.len() as u64;
         let mut cursor = at;
         let mut pieces: Vec<(u64, u64)> = Vec::new();
@@ -379,7 +372,7 @@ impl Stream {
                 continue;
             }
             self.ooo_bytes += bytes.len() as u32;
-            if let Some(old) = self.ooo.insert(start, Chunk { data: bytes, missing: chunk_missing, acked }) {
+            if let Some(old) = self.ooo.insert(start, Chunk { data: bytes, missing: chunk_missing, ack }) {
                 // Only an empty marker can share a start with new bytes; keep the larger record.
                 self.ooo_bytes -= old.data.len() as u32;
             }

@@ -690,3 +690,21 @@ fn picked_up_midstream_bytes_after_a_bare_ack_are_a_loss() {
         assert_eq!(data_of(&s, Dir::B), b"HTTP/1.1 200 OK\r\n\r\n");
     }
 }
+
+#[test]
+fn an_acknowledgment_is_placed_when_its_bytes_are_delivered_not_when_they_arrived() {
+    // Picked up midstream, the server's answer arrives before any client segment: the client's
+    // stream has no start yet, so what the answer acknowledges can only be placed once it has.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    let mut feed = |h: SegmentHeader, ack: u32, payload: &[u8], ts: u64| {
+        let header = SegmentHeader { ack, ..h };
+        t.process(&Segment { header, payload }, ts, &mut s, |_| Positions);
+    };
+    feed(header(SERVER, CLIENT, 5000, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n", 1);
+    feed(header(CLIENT, SERVER, 101, ack()), 5000, b"GET / HTTP/1.1\r\n\r\n", 2);
+    t.close_all(3, &mut s);
+    let client = s.iter().find(|d| d.0 == Dir::B).expect("the request").1;
+    let answer = s.iter().find(|d| d.0 == Dir::A).expect("the answer");
+    assert_eq!(answer.2, Some(client + 18), "{s:?}");
+}
