@@ -599,22 +599,30 @@ impl StreamHandler for Positions {
     fn on_close(&mut self, _ts: u64, _reason: CloseReason, _sink: &mut Self::Sink) {}
 }
 
+/// Feeds `segments` (each with its acknowledgment number), the i-th at capture time i + 1, closes
+/// the flow and returns where each delivery sat.
+fn positions(segments: &[(SegmentHeader, u32, &[u8])]) -> Vec<(Dir, u64, Option<u64>)> {
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    for (&(h, ack, payload), ts) in segments.iter().zip(1..) {
+        t.process(&Segment { header: SegmentHeader { ack, ..h }, payload }, ts, &mut s, |_| Positions);
+    }
+    t.close_all(segments.len() as u64 + 1, &mut s);
+    s
+}
+
 #[test]
 fn deliveries_say_their_offset_and_what_their_segment_acknowledged() {
     // Client 10 + 8 bytes; the server's two answers arrive in reverse order, each delivered with
     // the acknowledgment its own segment carried.
-    let mut t = FlowTable::new(ReassemblyConfig::default());
-    let mut s = Vec::new();
-    let mut feed = |h: SegmentHeader, ack: u32, payload: &[u8], ts: u64| {
-        let header = SegmentHeader { ack, ..h };
-        t.process(&Segment { header, payload }, ts, &mut s, |_| Positions);
-    };
-    feed(header(CLIENT, SERVER, 100, TcpFlags::SYN), 0, b"", 1);
-    feed(header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 101, b"", 2);
-    feed(header(CLIENT, SERVER, 101, ack()), 5001, b"0123456789", 3);
-    feed(header(CLIENT, SERVER, 111, ack()), 5001, b"abcdefgh", 4);
-    feed(header(SERVER, CLIENT, 5005, ack()), 119, b"wxyz", 5);
-    feed(header(SERVER, CLIENT, 5001, ack()), 111, b"WXYZ", 6);
+    let s = positions(&[
+        (header(CLIENT, SERVER, 100, TcpFlags::SYN), 0, b""),
+        (header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 101, b""),
+        (header(CLIENT, SERVER, 101, ack()), 5001, b"0123456789"),
+        (header(CLIENT, SERVER, 111, ack()), 5001, b"abcdefgh"),
+        (header(SERVER, CLIENT, 5005, ack()), 119, b"wxyz"),
+        (header(SERVER, CLIENT, 5001, ack()), 111, b"WXYZ"),
+    ]);
     assert_eq!(
         s,
         [(Dir::A, 0, Some(0)), (Dir::A, 10, Some(0)), (Dir::B, 0, Some(10)), (Dir::B, 4, Some(18)),]
@@ -626,17 +634,13 @@ fn server_data_that_overtook_the_client_bytes_it_acknowledges_says_so() {
     // The client's request (bytes 101..119) waits behind a hole at 101..104 while the server's
     // answer, which acknowledges all of it, arrives: it is delivered first, saying it acknowledged
     // offset 18 of a client stream that has delivered nothing yet; the handler holds it from that.
-    let mut t = FlowTable::new(ReassemblyConfig::default());
-    let mut s = Vec::new();
-    let mut feed = |h: SegmentHeader, ack: u32, payload: &[u8], ts: u64| {
-        let header = SegmentHeader { ack, ..h };
-        t.process(&Segment { header, payload }, ts, &mut s, |_| Positions);
-    };
-    feed(header(CLIENT, SERVER, 100, TcpFlags::SYN), 0, b"", 1);
-    feed(header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 101, b"", 2);
-    feed(header(CLIENT, SERVER, 104, ack()), 5001, b" / HTTP/1.1\r\n\r\n", 3);
-    feed(header(SERVER, CLIENT, 5001, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n", 4);
-    feed(header(CLIENT, SERVER, 101, ack()), 5001, b"GET", 5);
+    let s = positions(&[
+        (header(CLIENT, SERVER, 100, TcpFlags::SYN), 0, b""),
+        (header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 101, b""),
+        (header(CLIENT, SERVER, 104, ack()), 5001, b" / HTTP/1.1\r\n\r\n"),
+        (header(SERVER, CLIENT, 5001, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n"),
+        (header(CLIENT, SERVER, 101, ack()), 5001, b"GET"),
+    ]);
     assert_eq!(s, [(Dir::B, 0, Some(18)), (Dir::A, 0, Some(0)), (Dir::A, 3, Some(0))]);
 }
 
@@ -695,15 +699,10 @@ fn picked_up_midstream_bytes_after_a_bare_ack_are_a_loss() {
 fn an_acknowledgment_is_placed_when_its_bytes_are_delivered_not_when_they_arrived() {
     // Picked up midstream, the server's answer arrives before any client segment: the client's
     // stream has no start yet, so what the answer acknowledges can only be placed once it has.
-    let mut t = FlowTable::new(ReassemblyConfig::default());
-    let mut s = Vec::new();
-    let mut feed = |h: SegmentHeader, ack: u32, payload: &[u8], ts: u64| {
-        let header = SegmentHeader { ack, ..h };
-        t.process(&Segment { header, payload }, ts, &mut s, |_| Positions);
-    };
-    feed(header(SERVER, CLIENT, 5000, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n", 1);
-    feed(header(CLIENT, SERVER, 101, ack()), 5000, b"GET / HTTP/1.1\r\n\r\n", 2);
-    t.close_all(3, &mut s);
+    let s = positions(&[
+        (header(SERVER, CLIENT, 5000, ack()), 119, b"HTTP/1.1 200 OK\r\n\r\n"),
+        (header(CLIENT, SERVER, 101, ack()), 5000, b"GET / HTTP/1.1\r\n\r\n"),
+    ]);
     let client = s.iter().find(|d| d.0 == Dir::B).expect("the request").1;
     let answer = s.iter().find(|d| d.0 == Dir::A).expect("the answer");
     assert_eq!(answer.2, Some(client + 18), "{s:?}");
