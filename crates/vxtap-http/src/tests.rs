@@ -1715,3 +1715,18 @@ fn a_request_sent_before_any_answer_arrived_marks_the_client_as_pipelining() {
     c.finish(5);
     assert_eq!(pairs(&drain(&mut c)), [(b"/1".to_vec(), None), (b"/2".to_vec(), None)]);
 }
+
+#[test]
+fn an_answer_that_overtakes_the_first_request_waits_when_the_handshake_named_the_client() {
+    // As the lab's reordering relay delivered one connection: its SYN-ACK first, then the answer,
+    // then the client's first packets. The handshake named the client, so its stream offsets
+    // start at 0 and the answer, which acknowledges the request, waits for it.
+    let request = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut c = new(Some(A));
+    c.on_packet(B);
+    c.on_stream_data(B, &answer("200 OK"), 1, 0, Some(request.len() as u64));
+    c.on_packet(A);
+    c.on_stream_data(A, request, 2, 0, Some(0));
+    c.finish(3);
+    assert_eq!(pairs(&drain(&mut c)), [(b"/first".to_vec(), Some(200))]);
+}
