@@ -1102,8 +1102,7 @@ impl Conversation {
         self.positioned |= end.is_some();
         let roles_known = self.sh.client.is_some();
         if let Some(end) = end.filter(|_| self.sh.client == Some(from)) {
-            self.sh.client_end = end;
-            self.client_placed = true;
+            self.place_client(end);
         }
         self.strip_preamble(from, data, ts, acked);
         // These bytes showed that `from` is the client (a request line; no handshake was seen).
@@ -1111,10 +1110,15 @@ impl Conversation {
             && self.sh.client == Some(from)
             && let Some(end) = end
         {
-            self.sh.client_end = end;
-            self.client_placed = true;
+            self.place_client(end);
             self.release_due();
         }
+    }
+
+    /// The client's stream has been delivered (or declared lost) up to offset `end`.
+    fn place_client(&mut self, end: u32) {
+        self.sh.client_end = end;
+        self.client_placed = true;
     }
 
     /// Feeds bytes after reading a PROXY protocol header from the start of the direction, if any.
@@ -1322,8 +1326,7 @@ impl Conversation {
             Dir::Req(r) => {
                 r.gap(len, ts, &mut self.sh);
                 if let Some(offset) = offset.filter(|_| self.sh.client == Some(from)) {
-                    self.sh.client_end = (offset + len) as u32;
-                    self.client_placed = true;
+                    self.place_client((offset + len) as u32);
                 }
                 // Responses to requests lost in the gap come out as unexpected, not paired with
                 // the requests after it.
