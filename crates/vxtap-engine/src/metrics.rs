@@ -214,6 +214,7 @@ impl Metrics {
             "gaps": r.gaps,
             "gap_bytes": r.gap_bytes,
             "flows_evicted": r.evicted,
+            "flows_reused": r.closed_reused,
             "duplicate_segments": r.duplicates,
             "overlap_conflicts": r.overlap_conflicts,
             "out_of_window": r.out_of_window,
@@ -241,6 +242,11 @@ impl Metrics {
         counter("segments_total", "TCP segments reassembled.", r.segments);
         counter("flows_total", "TCP flows created.", r.flows);
         counter("flows_evicted_total", "Flows cut for the memcap or flow limit.", r.evicted);
+        counter(
+            "flows_reused_total",
+            "Flows closed because a new connection started on their addresses and ports.",
+            r.closed_reused,
+        );
         counter("requests_total", "HTTP requests emitted.", self.requests.load(Relaxed));
         counter(
             "responses_total",

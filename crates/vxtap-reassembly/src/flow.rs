@@ -43,11 +43,30 @@ impl<H: StreamHandler> Flow<H> {
         self.charged
     }
 
-    /// The initial sequence numbers of the streams from the key's `lo` and `hi` endpoints, where a
-    /// SYN or SYN-ACK fixed them.
-    pub(crate) fn isns_by_origin(&self) -> [Option<u32>; 2] {
-        let [a, b] = [self.streams[0].isn(), self.streams[1].isn()];
+    /// `of` the streams from the key's `lo` and `hi` endpoints, in that order.
+    pub(crate) fn by_origin<T>(&self, of: impl Fn(&Stream) -> T) -> [T; 2] {
+        let [a, b] = [of(&self.streams[0]), of(&self.streams[1])];
         if self.a_is_lo { [a, b] } else { [b, a] }
+    }
+
+    /// Whether a segment (from the key's `lo` endpoint when `from_lo`) belongs to another
+    /// connection on these ports, which a client may open as soon as the server closed first:
+    /// - a SYN or SYN-ACK whose sequence number is not its sender's initial one, and, a SYN-ACK,
+    ///   that does not acknowledge a SYN of this flow's other side either (late copies of this
+    ///   flow's handshake are neither);
+    /// - bytes at or past their sender's FIN, or beyond any window of it: a connection sends
+    ///   nothing after its FIN, so these come from a new one whose handshake the mirror lost. (A
+    ///   new sequence number that happens to fall just behind the FIN is taken for a late copy.)
+    pub(crate) fn is_new_connection(&self, seg: &Segment<'_>, from_lo: bool) -> bool {
+        let h = &seg.header;
+        let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
+        let stream = &self.streams[dir.index()];
+        if h.flags.contains(TcpFlags::SYN) {
+            let acks_our_syn = h.flags.contains(TcpFlags::ACK)
+                && self.streams[dir.other().index()].owns_syn(h.ack.wrapping_sub(1));
+            return !stream.owns_syn(h.seq) && !acks_our_syn;
+        }
+        (!seg.payload.is_empty() || h.missing > 0) && stream.is_past_fin(h.seq)
     }
 
     pub(crate) fn has_hole(&self) -> bool {

@@ -43,6 +43,7 @@ use std::net::{IpAddr, SocketAddr};
 use vxtap_decap::{Segment, SegmentHeader, TcpFlags, TunnelKind};
 
 use flow::Flow;
+use stream::Stream;
 
 /// Direction within a flow: `A` is the side that sent the flow's first packet, `B` the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,6 +84,10 @@ pub enum CloseReason {
     Evicted,
     /// The input ended (end of file, shutdown).
     Shutdown,
+    /// A SYN opened another connection on the same addresses and ports while this one was still
+    /// open (its FIN lost, or bytes before it not yet reached): a client may reuse its port as soon
+    /// as the server closed first.
+    Reused,
 }
 
 /// The identity of a connection: tunnel, VNI, VLAN and both endpoints, in a direction-free order so
@@ -261,6 +266,8 @@ pub struct ReassemblyStats {
     pub evicted: u64,
     /// See `closed_fin`.
     pub closed_shutdown: u64,
+    /// Flows closed because a new connection started on their addresses and ports.
+    pub closed_reused: u64,
     /// Payload bytes delivered in order.
     pub bytes: u64,
     /// Gaps declared, and the bytes they cover.
@@ -294,6 +301,7 @@ impl ReassemblyStats {
             closed_idle,
             evicted,
             closed_shutdown,
+            closed_reused,
             bytes,
             gaps,
             gap_bytes,
@@ -310,6 +318,7 @@ impl ReassemblyStats {
         self.closed_idle += closed_idle;
         self.evicted += evicted;
         self.closed_shutdown += closed_shutdown;
+        self.closed_reused += closed_reused;
         self.bytes += bytes;
         self.gaps += gaps;
         self.gap_bytes += gap_bytes;
@@ -348,6 +357,9 @@ struct Tombstone {
     /// Its initial sequence numbers from the key's `lo` and `hi` endpoints, where known: a SYN
     /// carrying one of them is a late copy of the old handshake, not a new connection on the port.
     isns: [Option<u32>; 2],
+    /// The sequence number each endpoint would have sent next, where known: a late copy of the
+    /// closed connection's segments lies just before it, a new connection's anywhere.
+    ends: [Option<u32>; 2],
 }
 
 impl Tombstone {
@@ -360,7 +372,30 @@ impl Tombstone {
         sender == Some(h.seq)
             || (h.flags.contains(TcpFlags::ACK) && receiver.map(|isn| isn.wrapping_add(1)) == Some(h.ack))
     }
+
+    /// Whether a segment without SYN (from the key's `lo` endpoint when `from_lo`) may be a late
+    /// copy of the closed connection's: its sequence number, and its acknowledgment if it has one,
+    /// lie within a window before the ends the connection reached (or a little past them: a reset
+    /// connection may have had bytes in flight). A new connection on the same ports, whose
+    /// handshake the mirror lost, starts from other sequence numbers.
+    fn may_be_late_copy(&self, h: &SegmentHeader, from_lo: bool) -> bool {
+        let (sender, receiver) =
+            if from_lo { (self.ends[0], self.ends[1]) } else { (self.ends[1], self.ends[0]) };
+        let near = |end: Option<u32>, n: u32| {
+            end.is_none_or(|end| {
+                (-LATE_COPY_BEFORE..=LATE_COPY_AFTER).contains(&(n.wrapping_sub(end) as i32))
+            })
+        };
+        near(sender, h.seq) && (!h.flags.contains(TcpFlags::ACK) || near(receiver, h.ack))
+    }
 }
+
+/// How far before a closed connection's end a late copy of its segments may lie (a window as
+/// large as any stream's, see `MAX_WINDOW` in the stream module).
+const LATE_COPY_BEFORE: i32 = 256 << 20;
+
+/// How far past a closed connection's end a late copy may lie: bytes in flight when it was reset.
+const LATE_COPY_AFTER: i32 = 1 << 20;
 
 /// Timer entries of closed flows tolerated beyond twice the open flows before they are swept.
 const TIMER_SLACK: usize = 4096;
@@ -402,8 +437,13 @@ impl<H: StreamHandler> FlowTable<H> {
         // One hash and probe for a segment of a known flow (nearly all of them): the lookup is per
         // segment, and a `contains_key` before it showed in profiles.
         let (outcome, (before, after)) = match self.flows.get_mut(&key) {
-            Some(flow) => (flow.segment(seg, forward, ts, &self.cfg, &mut self.stats, sink), flow.recharge()),
-            None => {
+            Some(flow) if !flow.is_new_connection(seg, forward) => {
+                (flow.segment(seg, forward, ts, &self.cfg, &mut self.stats, sink), flow.recharge())
+            }
+            found => {
+                if found.is_some() {
+                    self.remove(&key, CloseReason::Reused, sink);
+                }
                 if !self.open(key, forward, seg, ts, sink, make) {
                     return;
                 }
@@ -436,7 +476,8 @@ impl<H: StreamHandler> FlowTable<H> {
         // neither does a late copy of a segment of a connection that closed moments ago, its SYN or
         // SYN-ACK included: a new connection on the same ports starts from another sequence number.
         let stale = match self.recently_closed(&key) {
-            Some(old) => !syn || old.is_old_handshake(h, forward),
+            Some(old) if syn => old.is_old_handshake(h, forward),
+            Some(old) => old.may_be_late_copy(h, forward),
             None => false,
         };
         if stale || (!syn && bare) {
@@ -536,7 +577,12 @@ impl<H: StreamHandler> FlowTable<H> {
     fn remove(&mut self, key: &FlowKey, reason: CloseReason, sink: &mut H::Sink) {
         let Some(mut flow) = self.flows.remove(key) else { return };
         if matches!(reason, CloseReason::Fin | CloseReason::Rst) {
-            self.closed.insert(*key, Tombstone { at: self.now, isns: flow.isns_by_origin() });
+            let tombstone = Tombstone {
+                at: self.now,
+                isns: flow.by_origin(Stream::isn),
+                ends: flow.by_origin(Stream::next_seq),
+            };
+            self.closed.insert(*key, tombstone);
             self.closed_order.push_back((self.now, *key));
         }
         flow.close(self.now, reason, &mut self.stats, sink);
@@ -554,6 +600,7 @@ impl<H: StreamHandler> FlowTable<H> {
             CloseReason::Idle => &mut self.stats.closed_idle,
             CloseReason::Evicted => &mut self.stats.evicted,
             CloseReason::Shutdown => &mut self.stats.closed_shutdown,
+            CloseReason::Reused => &mut self.stats.closed_reused,
         };
         *counter += 1;
     }

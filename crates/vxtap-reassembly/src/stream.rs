@@ -77,9 +77,34 @@ impl Stream {
         self.isn_known.then_some(self.isn)
     }
 
+    /// The sequence number of the next byte to deliver, once the stream has a start.
+    pub(crate) fn next_seq(&self) -> Option<u32> {
+        self.next_seq
+    }
+
     fn set_isn(&mut self, isn: u32) {
         self.isn = isn;
         self.isn_known = true;
+    }
+
+    /// Whether a SYN with sequence number `seq` may be this stream's own: the one that fixed its
+    /// initial sequence number, or, while none did, one at or before the first bytes seen (offset 0
+    /// of a guessed start lies [`TENTATIVE_BACK`] before them). Any other opens a new connection.
+    pub(crate) fn owns_syn(&self, seq: u32) -> bool {
+        if self.isn_known {
+            return self.isn == seq;
+        }
+        let Some(next) = self.next_seq else { return true };
+        let start = next.wrapping_sub(self.pos as u32);
+        seq.wrapping_add(1).wrapping_sub(start) <= TENTATIVE_BACK
+    }
+
+    /// Whether bytes at `seq` lie at or past this stream's FIN, once one was seen, or beyond any
+    /// window of the stream: no segment of this connection can carry them.
+    pub(crate) fn is_past_fin(&self, seq: u32) -> bool {
+        let (Some(fin), Some(next)) = (self.fin, self.next_seq) else { return false };
+        let rel = i64::from(seq.wrapping_sub(next) as i32);
+        !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) || self.pos.saturating_add_signed(rel) >= fin
     }
 
     /// The stream offset an acknowledgment `ack` of this stream stands for, once the stream has a

@@ -105,6 +105,10 @@ pub struct MixParams {
     /// Idle time every connection stays open after its last exchange before it closes (default 0):
     /// with a hold longer than the span of connection starts, every connection is open at once.
     pub hold_us: u64,
+    /// Fraction of connections that take the addresses and ports of the connection that closed last
+    /// (default 0): a client may reuse its port at once when the server closed first, and a mirror
+    /// target must then tell the two connections apart.
+    pub reuse_ports_fraction: f64,
     /// Time of the first connection's SYN, in microseconds after the Unix epoch.
     pub start_us: u64,
     /// Damage applied to the frames.
@@ -133,6 +137,7 @@ impl Default for MixParams {
             client_only: false,
             mean_conn_gap_us: 250,
             hold_us: 0,
+            reuse_ports_fraction: 0.0,
             start_us: 1_700_000_000_000_000,
             impairments: Impairments::default(),
         }
@@ -281,6 +286,7 @@ pub fn stream_mix(params: &MixParams) -> MixStream {
         next_flush: 0,
         out: VecDeque::new(),
         finished: false,
+        closed_ends: Vec::new(),
     }
 }
 
@@ -299,12 +305,19 @@ pub struct MixStream {
     next_flush: usize,
     out: VecDeque<MixItem>,
     finished: bool,
+    /// Client and server of the connections that closed most recently, for reuse (last is latest).
+    closed_ends: Vec<(SocketAddr, SocketAddr)>,
 }
 
 const REORDER_WINDOW: usize = 6;
 
+/// Closed connections whose addresses a new one may reuse.
+const CLOSED_ENDS_KEPT: usize = 64;
+
 #[derive(Debug)]
 struct ActiveConn {
+    /// Client and server.
+    ends: (SocketAddr, SocketAddr),
     segments: VecDeque<Segment>,
     encap: Encap,
     vlans: Vec<u16>,
@@ -335,7 +348,9 @@ impl MixStream {
         let top = self.heap.peek().map(|Reverse((ts, _))| *ts);
         if self.next_conn < self.p.connections && top.is_none_or(|ts| self.next_conn_start <= ts) {
             let i = self.next_conn;
-            let ac = new_connection(&self.p, i, self.next_conn_start);
+            let reuse = self.p.reuse_ports_fraction;
+            let ends = if reuse > 0.0 && self.arrivals.chance(reuse) { self.closed_ends.pop() } else { None };
+            let ac = new_connection(&self.p, i, self.next_conn_start, ends);
             if let Some(s) = ac.segments.front() {
                 self.heap.push(Reverse((s.ts_us, i)));
             }
@@ -407,6 +422,12 @@ impl MixStream {
 
     fn finish(&mut self, i: usize) {
         let mut ac = self.active.remove(&i).expect("active connection");
+        if self.p.reuse_ports_fraction > 0.0 {
+            if self.closed_ends.len() == CLOSED_ENDS_KEPT {
+                self.closed_ends.remove(0);
+            }
+            self.closed_ends.push(ac.ends);
+        }
         ac.delivered.sort_by_key(|r| r.start);
         let mut merged: Vec<Range<u64>> = Vec::new();
         for r in ac.delivered {
@@ -430,13 +451,20 @@ const SERVER_PORTS: [u16; 6] = [80, 80, 80, 8080, 8000, 3000];
 const HOSTS: [&str; 6] =
     ["api.example.com", "www.example.com", "shop.example.net", "auth.internal", "cdn.example.org", "svc"];
 
-/// Builds connection `i`: addresses, requests, responses and its segments.
-fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
+/// Builds connection `i`: addresses (those of `reuse`, a closed connection's client and server, when
+/// given), requests, responses and its segments.
+fn new_connection(
+    p: &MixParams,
+    i: usize,
+    start_us: u64,
+    reuse: Option<(SocketAddr, SocketAddr)>,
+) -> ActiveConn {
     let mut rng = Rng::derive(p.seed, i as u64);
     let ipv6 = rng.chance(p.ipv6_fraction);
     let server_idx = rng.below(32) as u16;
     let server_port = SERVER_PORTS[usize::from(server_idx) % SERVER_PORTS.len()];
-    // Every connection of a mix has its own client address and port (as two open connections must):
+    // Every connection of a mix has its own client address and port (as two open connections must;
+    // one that reuses a closed connection's takes them after this):
     // the IPv4 host part is a permutation of `i mod 65534`, and for each host the port is a
     // permutation of `i / 65534`, unique for the first 65,534 × 28,232 connections.
     let (residue, round) = (i % 65534, i / 65534);
@@ -461,6 +489,8 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
         let s = Ipv4Addr::new(10, 1, 0, 10 + server_idx as u8);
         (SocketAddr::new(IpAddr::V4(c), client_port), SocketAddr::new(IpAddr::V4(s), server_port))
     };
+    let (client, server) = reuse.unwrap_or((client, server));
+    let ipv6 = client.is_ipv6();
     let host = {
         let name = match rng.below(5) {
             0 => server.ip().to_string(),
@@ -468,7 +498,7 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
             _ => rng.pick(&HOSTS).to_string(),
         };
         let name = if name.contains(':') && !name.starts_with('[') { format!("[{name}]") } else { name };
-        if server_port == 80 { name } else { format!("{name}:{server_port}") }
+        if server.port() == 80 { name } else { format!("{name}:{}", server.port()) }
     };
     let http10 = rng.chance(p.http10_fraction);
     let n = rng.usize(*p.requests_per_conn.start(), *p.requests_per_conn.end());
@@ -550,6 +580,7 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64) -> ActiveConn {
         MixEncap::Geneve { vni } => Encap::GeneveVxlan { vni, outer_src, outer_dst },
     };
     ActiveConn {
+        ends: (client, server),
         segments: conv.segments.into(),
         encap,
         vlans,
@@ -1052,6 +1083,25 @@ mod tests {
         // Some sequence numbers wrap inside a connection.
         let isn = isns(&mix.frames);
         assert!(isn.values().any(|&s| s > u32::MAX - 300_000));
+    }
+
+    #[test]
+    fn reused_ports_open_only_after_both_ends_closed() {
+        let mix = generate_mix(&MixParams { reuse_ports_fraction: 0.5, ..params(8) });
+        let mut fins: HashMap<Key, usize> = HashMap::new();
+        let mut reused = 0;
+        for d in mix.frames.iter().filter_map(|(_, f)| decode(f)) {
+            let key = if d.src.port() >= 32768 { (d.src, d.dst) } else { (d.dst, d.src) };
+            if d.flags & (flags::SYN | flags::ACK) == flags::SYN {
+                if let Some(closed) = fins.insert(key, 0) {
+                    assert!(closed >= 2, "{key:?}: a SYN before both FINs");
+                    reused += 1;
+                }
+            } else if d.flags & flags::FIN != 0 {
+                *fins.entry(key).or_default() += 1;
+            }
+        }
+        assert!(reused > 20, "{reused} connections reused a port");
     }
 
     /// Impairments change nothing but the frames and `intact`, and `intact` is exactly "every byte of

@@ -188,6 +188,19 @@ fn one_direction_with_loss_and_reordering() {
     eprintln!("client only, impaired: {s:?}");
 }
 
+#[test]
+fn connections_that_reuse_a_closed_connections_ports_are_told_apart() {
+    // Half the connections reuse the ports of one that just closed; with 2% loss some FINs and
+    // handshakes are lost, so the new connection meets the old flow still open or just closed.
+    let mut params = impaired(34, 0.02, 0.03, 0.08, None);
+    params.reuse_ports_fraction = 0.5;
+    let (s, summary) = run_mix(params, &["--workers", "2"]);
+    assert_eq!(s.exact, s.intact, "every intact request exact: {s:?}");
+    assert_eq!((s.extra, s.damaged_unflagged, s.inexact), (0, 0, 0), "{s:?}");
+    assert!(summary["flows_reused"].as_u64().unwrap() > 0, "{summary}");
+    eprintln!("reused ports, impaired: {s:?}");
+}
+
 /// Captures cut from the impaired lab runs (testdata/repro/README.md): each once lost or doubled a
 /// request, or dropped a response that overtook its request.
 #[test]

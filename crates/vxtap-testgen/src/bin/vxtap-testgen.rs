@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate a mix of concurrent HTTP/1.x connections: a pcap plus one JSON line per request.
-    Mix(MixArgs),
+    Mix(Box<MixArgs>),
     /// Score vxtap's EVE events against a mix's expected requests; prints one JSON line.
     Score(ScoreArgs),
 }
@@ -130,6 +130,10 @@ struct MixArgs {
     /// than the span of connection starts: every connection open at once).
     #[arg(long, default_value_t = 0)]
     hold_us: u64,
+    /// Fraction of connections that reuse the client and server addresses and ports of a connection
+    /// that just closed (as a client may once the server closed first and holds the TIME-WAIT).
+    #[arg(long, default_value_t = 0.0)]
+    reuse_ports: f64,
     /// Timestamp of the first frame, microseconds since the Unix epoch.
     #[arg(long, default_value_t = 1_700_000_000_000_000)]
     start_us: u64,
@@ -163,7 +167,14 @@ fn main() -> ExitCode {
 }
 
 fn run_mix(a: &MixArgs) -> std::io::Result<()> {
-    for (name, p) in [("ipv6", a.ipv6), ("loss", a.loss), ("dup", a.dup), ("reorder", a.reorder)] {
+    let fractions = [
+        ("ipv6", a.ipv6),
+        ("loss", a.loss),
+        ("dup", a.dup),
+        ("reorder", a.reorder),
+        ("reuse-ports", a.reuse_ports),
+    ];
+    for (name, p) in fractions {
         if !(0.0..=1.0).contains(&p) {
             return Err(std::io::Error::other(format!("--{name} must be between 0 and 1")));
         }
@@ -192,6 +203,7 @@ fn run_mix(a: &MixArgs) -> std::io::Result<()> {
         client_only: a.client_only,
         mean_conn_gap_us: a.conn_gap_us,
         hold_us: a.hold_us,
+        reuse_ports_fraction: a.reuse_ports,
         start_us: a.start_us,
         impairments: Impairments {
             loss: a.loss,
