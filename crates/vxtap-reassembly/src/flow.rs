@@ -51,20 +51,25 @@ impl<H: StreamHandler> Flow<H> {
 
     /// Whether a segment (from the key's `lo` endpoint when `from_lo`) belongs to another
     /// connection on these ports, which a client may open as soon as the server closed first:
-    /// - a SYN or SYN-ACK whose sequence number is not its sender's initial one, and, a SYN-ACK,
-    ///   that does not acknowledge a SYN of this flow's other side either (late copies of this
-    ///   flow's handshake are neither);
-    /// - bytes at or past their sender's FIN, or beyond any window of it: a connection sends
-    ///   nothing after its FIN, so these come from a new one whose handshake the mirror lost. (A
-    ///   new sequence number that happens to fall just behind the FIN is taken for a late copy.)
+    /// - a SYN whose sequence number is not its sender's initial one, or a SYN-ACK that neither
+    ///   acknowledges a SYN of this flow's other side nor carries its sender's known initial
+    ///   number (late copies of this flow's handshake are neither);
+    /// - bytes past their sender's FIN, or beyond any window of it: a connection sends nothing
+    ///   after its FIN, so these come from a new one whose handshake the mirror lost. (Bytes of a
+    ///   new connection numbered below the old FIN are taken for the old one's: into its hole, or
+    ///   dropped as duplicates. Unlikely with random initial numbers; with clock-based ones, only
+    ///   after the old connection sent faster than the clock runs.)
     pub(crate) fn is_new_connection(&self, seg: &Segment<'_>, from_lo: bool) -> bool {
         let h = &seg.header;
         let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
         let stream = &self.streams[dir.index()];
         if h.flags.contains(TcpFlags::SYN) {
-            let acks_our_syn = h.flags.contains(TcpFlags::ACK)
-                && self.streams[dir.other().index()].owns_syn(h.ack.wrapping_sub(1));
-            return !stream.owns_syn(h.seq) && !acks_our_syn;
+            let other = &self.streams[dir.other().index()];
+            return if h.flags.contains(TcpFlags::ACK) {
+                !other.owns_syn(h.ack.wrapping_sub(1)) && stream.isn() != Some(h.seq)
+            } else {
+                !stream.owns_syn(h.seq)
+            };
         }
         (!seg.payload.is_empty() || h.missing > 0) && stream.is_past_fin(h.seq)
     }

@@ -84,9 +84,10 @@ pub enum CloseReason {
     Evicted,
     /// The input ended (end of file, shutdown).
     Shutdown,
-    /// A SYN opened another connection on the same addresses and ports while this one was still
-    /// open (its FIN lost, or bytes before it not yet reached): a client may reuse its port as soon
-    /// as the server closed first.
+    /// A segment of another connection on the same addresses and ports came while this one was
+    /// still open (its FIN lost, or bytes before it not yet reached): a SYN with a new initial
+    /// sequence number, or bytes past this one's FIN. A client may reuse its port as soon as the
+    /// server closed first.
     Reused,
 }
 
@@ -349,7 +350,8 @@ pub struct FlowTable<H> {
     now: u64,
 }
 
-/// What the table remembers of a connection closed by FIN or RST.
+/// What the table remembers of a connection closed by FIN or RST, or for a new connection on its
+/// ports.
 #[derive(Clone, Copy)]
 struct Tombstone {
     /// When it closed (capture time, µs).
@@ -357,9 +359,9 @@ struct Tombstone {
     /// Its initial sequence numbers from the key's `lo` and `hi` endpoints, where known: a SYN
     /// carrying one of them is a late copy of the old handshake, not a new connection on the port.
     isns: [Option<u32>; 2],
-    /// The sequence number each endpoint would have sent next, where known: a late copy of the
-    /// closed connection's segments lies just before it, a new connection's anywhere.
-    ends: [Option<u32>; 2],
+    /// The sequence numbers each endpoint's bytes took (see `Stream::span`), where known: a late
+    /// copy of the closed connection's segments lies within them.
+    spans: [Option<(u32, u32)>; 2],
 }
 
 impl Tombstone {
@@ -374,28 +376,30 @@ impl Tombstone {
     }
 
     /// Whether a segment without SYN (from the key's `lo` endpoint when `from_lo`) may be a late
-    /// copy of the closed connection's: its sequence number, and its acknowledgment if it has one,
-    /// lie within a window before the ends the connection reached (or a little past them: a reset
-    /// connection may have had bytes in flight). A new connection on the same ports, whose
-    /// handshake the mirror lost, starts from other sequence numbers.
+    /// copy of the closed connection's: its sequence number lies within what its sender sent
+    /// (its FIN and the ACK after it included), and so does its acknowledgment, if it has one,
+    /// within what the other side sent. A new connection on the same ports, whose handshake the
+    /// mirror lost, starts elsewhere: a stack that numbers connections by a clock (Linux, RFC 6528)
+    /// starts the next one past the old end, unless the old one sent faster than that clock runs
+    /// (about 15 MB a second).
     fn may_be_late_copy(&self, h: &SegmentHeader, from_lo: bool) -> bool {
         let (sender, receiver) =
-            if from_lo { (self.ends[0], self.ends[1]) } else { (self.ends[1], self.ends[0]) };
-        let near = |end: Option<u32>, n: u32| {
-            end.is_none_or(|end| {
-                (-LATE_COPY_BEFORE..=LATE_COPY_AFTER).contains(&(n.wrapping_sub(end) as i32))
-            })
+            if from_lo { (self.spans[0], self.spans[1]) } else { (self.spans[1], self.spans[0]) };
+        let within = |span: Option<(u32, u32)>, n: u32| {
+            span.is_none_or(|(first, len)| len == u32::MAX || n.wrapping_sub(first) <= len + 1)
         };
-        near(sender, h.seq) && (!h.flags.contains(TcpFlags::ACK) || near(receiver, h.ack))
+        within(sender, h.seq) && (!h.flags.contains(TcpFlags::ACK) || within(receiver, h.ack))
+    }
+
+    /// Whether a segment is a late copy of the closed connection's, its handshake included.
+    fn is_late_copy(&self, h: &SegmentHeader, from_lo: bool) -> bool {
+        if h.flags.contains(TcpFlags::SYN) {
+            self.is_old_handshake(h, from_lo)
+        } else {
+            self.may_be_late_copy(h, from_lo)
+        }
     }
 }
-
-/// How far before a closed connection's end a late copy of its segments may lie (a window as
-/// large as any stream's, see `MAX_WINDOW` in the stream module).
-const LATE_COPY_BEFORE: i32 = 256 << 20;
-
-/// How far past a closed connection's end a late copy may lie: bytes in flight when it was reset.
-const LATE_COPY_AFTER: i32 = 1 << 20;
 
 /// Timer entries of closed flows tolerated beyond twice the open flows before they are swept.
 const TIMER_SLACK: usize = 4096;
@@ -441,10 +445,17 @@ impl<H: StreamHandler> FlowTable<H> {
                 (flow.segment(seg, forward, ts, &self.cfg, &mut self.stats, sink), flow.recharge())
             }
             found => {
-                if found.is_some() {
+                let reused = found.is_some();
+                if reused {
+                    // Not when it is a late copy of the connection before the open one (a SYN
+                    // of its handshake, or bytes past the open one's FIN).
+                    if self.recently_closed(&key).is_some_and(|old| old.is_late_copy(&seg.header, forward)) {
+                        self.stats.stray += 1;
+                        return;
+                    }
                     self.remove(&key, CloseReason::Reused, sink);
                 }
-                if !self.open(key, forward, seg, ts, sink, make) {
+                if !self.open(key, forward, seg, ts, reused, sink, make) {
                     return;
                 }
                 let Some(flow) = self.flows.get_mut(&key) else { return };
@@ -459,13 +470,16 @@ impl<H: StreamHandler> FlowTable<H> {
     }
 
     /// Opens the flow `key` for its first segment; false when the segment opens nothing (a stray
-    /// bare ACK, FIN or RST, or a late copy from a connection that just closed).
+    /// bare ACK, FIN or RST, or a late copy from a connection that just closed). `reused`: the
+    /// segment just closed the flow before it, as one of a new connection.
+    #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
         key: FlowKey,
         forward: bool,
         seg: &Segment<'_>,
         ts: u64,
+        reused: bool,
         sink: &mut H::Sink,
         make: impl FnOnce(&FlowInfo) -> H,
     ) -> bool {
@@ -475,17 +489,10 @@ impl<H: StreamHandler> FlowTable<H> {
         // A bare ACK, FIN or RST opens nothing (typically the last ACK of a closed connection), and
         // neither does a late copy of a segment of a connection that closed moments ago, its SYN or
         // SYN-ACK included: a new connection on the same ports starts from another sequence number.
-        let stale = match self.recently_closed(&key) {
-            Some(old) if syn => old.is_old_handshake(h, forward),
-            Some(old) => old.may_be_late_copy(h, forward),
-            None => false,
-        };
+        let stale = !reused && self.recently_closed(&key).is_some_and(|old| old.is_late_copy(h, forward));
         if stale || (!syn && bare) {
             self.stats.stray += 1;
             return false;
-        }
-        if syn {
-            self.closed.remove(&key);
         }
         if self.flows.len() >= self.cfg.max_flows {
             self.evict_oldest(None, sink);
@@ -576,16 +583,17 @@ impl<H: StreamHandler> FlowTable<H> {
 
     fn remove(&mut self, key: &FlowKey, reason: CloseReason, sink: &mut H::Sink) {
         let Some(mut flow) = self.flows.remove(key) else { return };
-        if matches!(reason, CloseReason::Fin | CloseReason::Rst) {
+        flow.close(self.now, reason, &mut self.stats, sink);
+        if matches!(reason, CloseReason::Fin | CloseReason::Rst | CloseReason::Reused) {
+            // After the close: its holes are flushed, so the spans reach the last bytes seen.
             let tombstone = Tombstone {
                 at: self.now,
                 isns: flow.by_origin(Stream::isn),
-                ends: flow.by_origin(Stream::next_seq),
+                spans: flow.by_origin(Stream::span),
             };
             self.closed.insert(*key, tombstone);
             self.closed_order.push_back((self.now, *key));
         }
-        flow.close(self.now, reason, &mut self.stats, sink);
         self.memory -= flow.charged() + Self::FLOW_OVERHEAD;
         // A closed flow's timer stays queued until its deadline (the idle timeout); at a high
         // connection rate those would outnumber the open flows many times over (unbounded by the

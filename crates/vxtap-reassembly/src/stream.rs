@@ -77,9 +77,11 @@ impl Stream {
         self.isn_known.then_some(self.isn)
     }
 
-    /// The sequence number of the next byte to deliver, once the stream has a start.
-    pub(crate) fn next_seq(&self) -> Option<u32> {
-        self.next_seq
+    /// The sequence numbers this stream's bytes took so far, as the first and how many (at most
+    /// `u32::MAX`), once its start is no guess: a late copy of its segments lies within them.
+    pub(crate) fn span(&self) -> Option<(u32, u32)> {
+        let next = self.next_seq.filter(|_| !self.tentative)?;
+        Some((next.wrapping_sub(self.pos as u32), u32::try_from(self.pos).unwrap_or(u32::MAX)))
     }
 
     fn set_isn(&mut self, isn: u32) {
@@ -99,12 +101,13 @@ impl Stream {
         seq.wrapping_add(1).wrapping_sub(start) <= TENTATIVE_BACK
     }
 
-    /// Whether bytes at `seq` lie at or past this stream's FIN, once one was seen, or beyond any
-    /// window of the stream: no segment of this connection can carry them.
+    /// Whether bytes at `seq` lie past this stream's FIN, once one was seen, or beyond any window
+    /// of the stream: no segment of this connection can carry them. (A keep-alive probe after a
+    /// FIN carries the FIN's own sequence number.)
     pub(crate) fn is_past_fin(&self, seq: u32) -> bool {
         let (Some(fin), Some(next)) = (self.fin, self.next_seq) else { return false };
         let rel = i64::from(seq.wrapping_sub(next) as i32);
-        !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) || self.pos.saturating_add_signed(rel) >= fin
+        !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) || self.pos.saturating_add_signed(rel) > fin
     }
 
     /// The stream offset an acknowledgment `ack` of this stream stands for, once the stream has a

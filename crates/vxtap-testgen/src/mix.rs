@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{self, ConversationSpec, Exchange, Segment};
-use crate::frame::{self, Encap};
+use crate::frame::{self, Encap, flags};
 use crate::rng::Rng;
 
 /// How the mix's frames are carried.
@@ -107,7 +107,8 @@ pub struct MixParams {
     pub hold_us: u64,
     /// Fraction of connections that take the addresses and ports of the connection that closed last
     /// (default 0): a client may reuse its port at once when the server closed first, and a mirror
-    /// target must then tell the two connections apart.
+    /// target must then tell the two connections apart. Their initial sequence numbers are the old
+    /// ones advanced by a clock (RFC 6528), so they start just past where the old ones ended.
     pub reuse_ports_fraction: f64,
     /// Time of the first connection's SYN, in microseconds after the Unix epoch.
     pub start_us: u64,
@@ -305,8 +306,8 @@ pub struct MixStream {
     next_flush: usize,
     out: VecDeque<MixItem>,
     finished: bool,
-    /// Client and server of the connections that closed most recently, for reuse (last is latest).
-    closed_ends: Vec<(SocketAddr, SocketAddr)>,
+    /// The connections that closed most recently, for reuse (last is latest).
+    closed_ends: Vec<PortUse>,
 }
 
 const REORDER_WINDOW: usize = 6;
@@ -314,10 +315,23 @@ const REORDER_WINDOW: usize = 6;
 /// Closed connections whose addresses a new one may reuse.
 const CLOSED_ENDS_KEPT: usize = 64;
 
+/// What a connection that reuses another's addresses and ports takes over from it.
+#[derive(Clone, Copy, Debug)]
+struct PortUse {
+    client: SocketAddr,
+    server: SocketAddr,
+    /// Initial sequence numbers of the client and the server.
+    isns: (u32, u32),
+    start_us: u64,
+}
+
+/// How fast the clock that numbers connections on the same ports runs (RFC 6528, as Linux does:
+/// one per 64 ns), per microsecond, in thousandths.
+const ISN_CLOCK_PER_US_MILLI: u64 = 15_625;
+
 #[derive(Debug)]
 struct ActiveConn {
-    /// Client and server.
-    ends: (SocketAddr, SocketAddr),
+    ends: PortUse,
     segments: VecDeque<Segment>,
     encap: Encap,
     vlans: Vec<u16>,
@@ -451,14 +465,10 @@ const SERVER_PORTS: [u16; 6] = [80, 80, 80, 8080, 8000, 3000];
 const HOSTS: [&str; 6] =
     ["api.example.com", "www.example.com", "shop.example.net", "auth.internal", "cdn.example.org", "svc"];
 
-/// Builds connection `i`: addresses (those of `reuse`, a closed connection's client and server, when
-/// given), requests, responses and its segments.
-fn new_connection(
-    p: &MixParams,
-    i: usize,
-    start_us: u64,
-    reuse: Option<(SocketAddr, SocketAddr)>,
-) -> ActiveConn {
+/// Builds connection `i`: addresses, requests, responses and its segments. With `reuse`, a closed
+/// connection's, it takes that one's addresses and ports, and initial sequence numbers that a
+/// clock advanced since it started, as a stack following RFC 6528 gives them.
+fn new_connection(p: &MixParams, i: usize, start_us: u64, reuse: Option<PortUse>) -> ActiveConn {
     let mut rng = Rng::derive(p.seed, i as u64);
     let ipv6 = rng.chance(p.ipv6_fraction);
     let server_idx = rng.below(32) as u16;
@@ -489,7 +499,7 @@ fn new_connection(
         let s = Ipv4Addr::new(10, 1, 0, 10 + server_idx as u8);
         (SocketAddr::new(IpAddr::V4(c), client_port), SocketAddr::new(IpAddr::V4(s), server_port))
     };
-    let (client, server) = reuse.unwrap_or((client, server));
+    let (client, server) = reuse.map_or((client, server), |r| (r.client, r.server));
     let ipv6 = client.is_ipv6();
     let host = {
         let name = match rng.below(5) {
@@ -546,6 +556,10 @@ fn new_connection(
     spec.server_closes = http10 && n == 1 || close_last;
     spec.wrap_fraction = p.wrap_fraction;
     spec.hold_us = p.hold_us;
+    spec.isns = reuse.map(|r| {
+        let ticks = (start_us.saturating_sub(r.start_us) * ISN_CLOCK_PER_US_MILLI / 1000) as u32;
+        (r.isns.0.wrapping_add(ticks), r.isns.1.wrapping_add(ticks))
+    });
     let vlans = if rng.chance(p.vlan_fraction) {
         if rng.chance(0.3) {
             vec![rng.range(1, 4094) as u16, rng.range(1, 4094) as u16]
@@ -557,6 +571,13 @@ fn new_connection(
     };
     let ip_extras = rng.chance(p.ip_extras_fraction);
     let conv = conversation::generate(&spec);
+    let isn_of = |from_client: bool| {
+        conv.segments
+            .iter()
+            .find(|s| s.from_client == from_client && s.flags & flags::SYN != 0)
+            .map_or(0, |s| s.seq)
+    };
+    let ends = PortUse { client, server, isns: (isn_of(true), isn_of(false)), start_us };
     let info = &conv.connections[0];
     let ranges = info.request_ranges.clone();
     // Timestamp of each request's first byte.
@@ -580,7 +601,7 @@ fn new_connection(
         MixEncap::Geneve { vni } => Encap::GeneveVxlan { vni, outer_src, outer_dst },
     };
     ActiveConn {
-        ends: (client, server),
+        ends,
         segments: conv.segments.into(),
         encap,
         vlans,

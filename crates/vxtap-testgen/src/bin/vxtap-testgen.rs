@@ -131,7 +131,8 @@ struct MixArgs {
     #[arg(long, default_value_t = 0)]
     hold_us: u64,
     /// Fraction of connections that reuse the client and server addresses and ports of a connection
-    /// that just closed (as a client may once the server closed first and holds the TIME-WAIT).
+    /// that just closed (as a client may once the server closed first and holds the TIME-WAIT),
+    /// with initial sequence numbers a clock advanced since that one started (RFC 6528, as Linux).
     #[arg(long, default_value_t = 0.0)]
     reuse_ports: f64,
     /// Timestamp of the first frame, microseconds since the Unix epoch.
