@@ -24,6 +24,7 @@ Subcommands (run.sh drives them; each can be used by hand):
 import argparse
 import base64
 import codecs
+import errno
 import ctypes
 import fcntl
 import hashlib
@@ -44,6 +45,10 @@ import uuid
 # small helpers
 
 TIMEOUT = 10.0  # every socket operation of the client is bounded by this
+
+# connections opened so far per (src_ip, src_port, dst_ip, dst_port): see Conn.tuple_seq
+CONN_TUPLES = {}
+CONN_TUPLES_LOCK = threading.Lock()
 
 
 def b64(b):
@@ -132,13 +137,16 @@ class SockReader:
 class Conn(SockReader):
     """A raw TCP connection with a receive buffer and a response parser."""
 
-    def __init__(self, host, port, timeout=TIMEOUT, nodelay=False):
+    def __init__(self, host, port, timeout=TIMEOUT, nodelay=False, local_port=None):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         if nodelay:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.connect((host, port))
+        if local_port is None:
+            self.sock.connect((host, port))
+        else:
+            self._connect_from(host, port, local_port)
         SockReader.__init__(self, self.sock)
         self.eof = False
         self.bytes_sent = 0
@@ -148,6 +156,27 @@ class Conn(SockReader):
         ra = self.sock.getpeername()
         self.src_ip, self.src_port = norm_ip(la[0]), la[1]
         self.dst_ip, self.dst_port = norm_ip(ra[0]), ra[1]
+        # how many connections this process opened on the same addresses and ports before this
+        # one: the checkers tell reused ports apart by it
+        with CONN_TUPLES_LOCK:
+            key = (self.src_ip, self.src_port, self.dst_ip, self.dst_port)
+            self.tuple_seq = CONN_TUPLES.get(key, 0)
+            CONN_TUPLES[key] = self.tuple_seq + 1
+
+    def _connect_from(self, host, port, local_port):
+        """Connects from a fixed local port, which the previous connection on it may hold for a
+        moment after the server closed first (its last ACK in flight)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("", local_port))
+        deadline = time.time() + TIMEOUT
+        while True:
+            try:
+                self.sock.connect((host, port))
+                return
+            except OSError as e:
+                if e.errno not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) or time.time() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def send(self, data):
         self.sock.sendall(data)
@@ -296,7 +325,8 @@ class Request:
             r["body_b64"] = b64(self.body)
         if self.conn is not None:
             r.update(src_ip=self.conn.src_ip, src_port=self.conn.src_port,
-                     dst_ip=self.conn.dst_ip, dst_port=self.conn.dst_port)
+                     dst_ip=self.conn.dst_ip, dst_port=self.conn.dst_port,
+                     tuple_seq=self.conn.tuple_seq)
         # where its bytes are: [stream_off, stream_off + wire_len) of the client->server stream
         # (offset 0 = the byte after the SYN), and its response in the server->client stream
         r["wire_len"] = len(self.wire())
@@ -335,6 +365,7 @@ class Recorder:
         with self.lock:
             self.cf.write(json.dumps({"case": case, "src_ip": conn.src_ip, "src_port": conn.src_port,
                                       "dst_ip": conn.dst_ip, "dst_port": conn.dst_port,
+                                      "tuple_seq": conn.tuple_seq,
                                       "bytes_sent": conn.bytes_sent,
                                       "bytes_recv": conn.bytes_recv}) + "\n")
             self.cf.flush()
@@ -399,11 +430,11 @@ class Cases:
         return Request(case, method, target or self.target(case), hdrs, body, framing, **kw)
 
     # -- one request per connection, the usual way
-    def one(self, req, host=None, close=True):
+    def one(self, req, host=None, close=True, local_port=None):
         host = host or self.h4
         c = None
         try:
-            c = Conn(host, self.port)
+            c = Conn(host, self.port, local_port=local_port)
             req.conn = c
             req.off = c.bytes_sent
             if close:
@@ -758,6 +789,20 @@ class Cases:
             for t in ths:
                 t.join(TIMEOUT * 3)
 
+    def case_reuse(self, nconn=12):
+        """Connections one after another from the same client port, each closed by nginx first
+        (`Connection: close`), so the next may reuse the port at once: the server holds the
+        TIME-WAIT and accepts the new SYN. Over IPv4 and IPv6, GETs and POSTs."""
+        port = 20000 + self.rng.randrange(10000)
+        for i in range(nconn):
+            host = self.h6 if i % 3 == 2 else self.h4
+            if i % 2:
+                r = self.req("reuse", "POST", host=host, body=self.rtext(200 + 97 * i),
+                             extra_headers=[("Content-Type", "text/plain")])
+            else:
+                r = self.req("reuse", host=host)
+            self.one(r, host=host, local_port=port)
+
     def case_fwd(self):
         """Forwarding headers the client sends itself (not in `all`; run.sh --replay-check adds
         it): a replay must append the client to X-Forwarded-For (one header or two), keep
@@ -794,7 +839,7 @@ class Cases:
 
 ALL_CASES = ["get", "post_sizes", "form_json", "chunked", "pipelined", "keepalive50", "expect100",
              "slow", "bigheader", "headers", "targets", "ipv6", "methods", "http10", "concurrent",
-             "noise", "tail"]
+             "noise", "reuse", "tail"]
 
 
 def cmd_client(a):
@@ -1585,7 +1630,7 @@ def cmd_tshark_check(a):
     for p in a.sent:
         sent += load_jsonl(p)
     fields = ["frame.len", "vxlan.vni", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport",
-              "tcp.dstport", "tcp.seq", "tcp.len", "tcp.flags.syn"]
+              "tcp.dstport", "tcp.seq", "tcp.len", "tcp.flags.syn", "tcp.stream"]
     cmd = ["tshark", "-n", "-r", a.pcap, "-d", "udp.port==4789,vxlan", "-Y", "tcp",
            "-o", "tcp.desegment_tcp_streams:FALSE", "-T", "fields", "-E", "separator=\t",
            "-E", "occurrence=l"]
@@ -1596,6 +1641,7 @@ def cmd_tshark_check(a):
         print("tshark failed: " + p.stderr.strip()[:500])
         return 2
     flows = {}
+    tuple_streams = {}
     max_frame = 0
     n_pkts = n6 = 0
     vnis = set()
@@ -1603,7 +1649,7 @@ def cmd_tshark_check(a):
         f = line.split("\t")
         if len(f) < len(fields):
             continue
-        flen, vni, s4, s6, d4, d6, sp, dp, seq, tl, syn = f[:11]
+        flen, vni, s4, s6, d4, d6, sp, dp, seq, tl, syn, stream = f[:12]
         n_pkts += 1
         max_frame = max(max_frame, int(flen))
         vnis.add(vni)
@@ -1612,17 +1658,23 @@ def cmd_tshark_check(a):
             n6 += 1
         if not tl or not seq:
             continue
+        # tshark numbers every connection (tcp.stream), a reused port's next one included: the
+        # n-th stream on these addresses and ports is the client's n-th connection on them
         key = (src, int(sp), dst, int(dp))
-        fl = flows.setdefault(key, [])
+        streams = tuple_streams.setdefault(key, [])
+        if stream not in streams:
+            streams.append(stream)
+        fl = flows.setdefault((key, streams.index(stream)), [])
         if int(tl) > 0:
             fl.append((int(seq), int(seq) + int(tl)))
     bad = 0
     full = 0
     for c in conns:
-        fwd = flows.get((norm_ip(c["src_ip"]), c["src_port"], norm_ip(c["dst_ip"]), c["dst_port"]),
-                        [])
-        rev = flows.get((norm_ip(c["dst_ip"]), c["dst_port"], norm_ip(c["src_ip"]), c["src_port"]),
-                        [])
+        n = c.get("tuple_seq", 0)
+        fwd = flows.get(((norm_ip(c["src_ip"]), c["src_port"], norm_ip(c["dst_ip"]), c["dst_port"]),
+                         n), [])
+        rev = flows.get(((norm_ip(c["dst_ip"]), c["dst_port"], norm_ip(c["src_ip"]), c["src_port"]),
+                         n), [])
         cov = _coverage(fwd)
         rcov = _coverage(rev)
         if cov == [(1, 1 + c["bytes_sent"])] or (c["bytes_sent"] == 0 and not cov):
@@ -1927,9 +1979,11 @@ def cmd_udp_sink(a):
 
 
 def relay_streams(records):
-    """From relay.jsonl records: {flow: (isn, merged delivered coverage as stream offsets)} where
-    offset 0 is the first byte after the SYN; flows whose SYN was never sent are left out."""
-    isn = {}
+    """From relay.jsonl records: {(flow, n): merged delivered coverage as stream offsets} for the
+    n-th connection (from 0) on the flow's addresses and ports, a new one at each SYN with another
+    ISN, where offset 0 is the first byte after its SYN; connections whose SYN was never sent are
+    left out. The log is in the order the kernel sent, so each segment belongs to the last SYN."""
+    isns = {}
     segs = {}
     for r in records:
         f = r.get("f")
@@ -1937,19 +1991,23 @@ def relay_streams(records):
             continue
         key = (norm_ip(f[0]), f[1], norm_ip(f[2]), f[3])
         if r["F"] & 0x02:  # SYN or SYN-ACK: the stream's ISN
-            isn[key] = r["s"]
-        if r["d"] > 0:
-            segs.setdefault(key, []).append((r["s"], r["d"]))
+            seen = isns.setdefault(key, [])
+            if r["s"] not in seen:
+                seen.append(r["s"])
+        if r["d"] > 0 and key in isns:
+            n = len(isns[key]) - 1
+            segs.setdefault((key, n), []).append((r["s"], r["d"]))
     out = {}
-    for key, base_isn in isn.items():
-        base = (base_isn + 1) & 0xFFFFFFFF
-        iv = []
-        for s, d in segs.get(key, []):
-            o = (s - base) & 0xFFFFFFFF
-            if o >= 0x80000000:  # before the ISN: not this connection
-                continue
-            iv.append((o, o + d))
-        out[key] = _coverage(iv)
+    for key, seen in isns.items():
+        for n, base_isn in enumerate(seen):
+            base = (base_isn + 1) & 0xFFFFFFFF
+            iv = []
+            for s, d in segs.get((key, n), []):
+                o = (s - base) & 0xFFFFFFFF
+                if o >= 0x80000000:  # before the ISN: not this connection
+                    continue
+                iv.append((o, o + d))
+            out[(key, n)] = _coverage(iv)
     return out
 
 
@@ -1974,8 +2032,9 @@ def intactness(sent, relay_records):
         if "src_ip" not in r or r.get("stream_off") is None:
             out[key] = (False, None)
             continue
-        fwd = (norm_ip(r["src_ip"]), r["src_port"], norm_ip(r["dst_ip"]), r["dst_port"])
-        rev = (fwd[2], fwd[3], fwd[0], fwd[1])
+        n = r.get("tuple_seq", 0)
+        fwd = ((norm_ip(r["src_ip"]), r["src_port"], norm_ip(r["dst_ip"]), r["dst_port"]), n)
+        rev = ((fwd[0][2], fwd[0][3], fwd[0][0], fwd[0][1]), n)
         a = r["stream_off"]
         req_ok = fwd in streams and covered(streams[fwd], a, a + r["wire_len"])
         resp_ok = None
@@ -2560,6 +2619,14 @@ def _selftest_impaired(sent, events):
     got = intactness([rq("/a", fa, 0, 100, [0, 60]), rq("/c", fa, 150, 30, [60, 120])], recs2)
     if got != {("GET", "/a"): (True, True), ("GET", "/c"): (True, False)}:
         fails.append("response intactness: %s" % got)
+    # a port reused by a second connection (another ISN): each request is judged in its own
+    recs3 = recs + [seg(30, "fwd", fa, 90000, 0, flags=0x02), seg(31, "fwd", fa, 90001, 40),
+                    seg(32, "drop", fa, 90041, 10)]
+    reused = [rq("/a", fa, 0, 100), dict(rq("/r1", fa, 0, 40), tuple_seq=1),
+              dict(rq("/r2", fa, 40, 10), tuple_seq=1)]
+    got = {k[1]: v[0] for k, v in intactness(reused, recs3).items()}
+    if got != {"/a": True, "/r1": True, "/r2": False}:
+        fails.append("intactness on a reused port: %s" % got)
 
     # the impaired rules on the sample data: request 0 intact, 1 lost bytes, 2 intact
     keys = [(r["method"], r["target"]) for r in sent if r.get("kind", "request") == "request"]
