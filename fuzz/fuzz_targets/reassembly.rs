@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let header = SegmentHeader { tunnel: None, vlan: None, src, dst, seq, ack: 0, flags, missing };
         ts += u64::from(sel >> 2);
-        table.process(&Segment { header, payload }, ts, &mut sink, |_| Count);
+        table.process(&Segment { header, payload }, ts, &mut sink, |_, _| Count);
         if bits & 0x80 != 0 {
             table.advance(ts, &mut sink);
         }

@@ -1,12 +1,14 @@
 //! A worker thread: its shard's flow table, one HTTP conversation per flow, detection and events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
-use vxtap_decap::{Decoded, DefragConfig, Defragmenter, LinkType, Segment, SkipReason, Tunnel, decode_frame};
+use vxtap_decap::{
+    Decoded, DefragConfig, Defragmenter, LinkType, Segment, SkipReason, Tunnel, TunnelKind, decode_frame,
+};
 use vxtap_detect::{Detector, Inspection};
 use vxtap_http::{Conversation, Output, Peer, Transaction};
 use vxtap_reassembly::{CloseReason, Delivery, Dir, FlowInfo, FlowTable, ReassemblyStats, StreamHandler};
@@ -130,7 +132,7 @@ impl Pipeline {
     pub fn segment(&mut self, segment: &Segment<'_>, ts: u64) {
         self.clock = self.clock.max(ts);
         let cfg = &self.cfg;
-        self.table.process(segment, ts, &mut self.out, |info| HttpFlow::new(info, cfg));
+        self.table.process(segment, ts, &mut self.out, |info, out| HttpFlow::new(info, cfg, out));
     }
 
     /// Runs timers up to `now` (µs): idle flows close, overdue holes become gaps.
@@ -214,6 +216,35 @@ pub(crate) struct WorkerOutput {
     waiting: Vec<(Origin, Transaction)>,
     /// About the bytes they hold (see [`DETECT_BATCH_BYTES`]).
     waiting_bytes: usize,
+    answering: AnsweringServers,
+}
+
+/// Servers this worker saw answer, by address within their tunnel (kind and VNI). A new flow
+/// with one of them expects its answers before its first packet arrives, so a request whose SYN-ACK
+/// the mirror lost or delayed waits for its response instead of going out without a status, as
+/// it must on a one-direction mirror, where no server is ever seen. Each worker learns from its
+/// own flows.
+#[derive(Default)]
+struct AnsweringServers(HashSet<(Option<(TunnelKind, u32)>, SocketAddr), foldhash::fast::RandomState>);
+
+/// Servers remembered at most; past it the set starts over (servers are few, clients many).
+const MAX_ANSWERING_SERVERS: usize = 1 << 16;
+
+impl AnsweringServers {
+    fn key(tunnel: Option<Tunnel>, addr: SocketAddr) -> (Option<(TunnelKind, u32)>, SocketAddr) {
+        (tunnel.map(|t| (t.kind, t.vni)), addr)
+    }
+
+    fn insert(&mut self, tunnel: Option<Tunnel>, addr: SocketAddr) {
+        if self.0.len() >= MAX_ANSWERING_SERVERS {
+            self.0.clear();
+        }
+        self.0.insert(Self::key(tunnel, addr));
+    }
+
+    fn contains(&self, tunnel: Option<Tunnel>, addr: SocketAddr) -> bool {
+        self.0.contains(&Self::key(tunnel, addr))
+    }
 }
 
 /// With the detector on, a worker records transactions in runs of up to this many: detection then
@@ -239,6 +270,7 @@ impl WorkerOutput {
             hook,
             waiting: Vec::new(),
             waiting_bytes: 0,
+            answering: AnsweringServers::default(),
         }
     }
 
@@ -247,6 +279,9 @@ impl WorkerOutput {
             Peer::A => (conn.a, conn.b),
             Peer::B => (conn.b, conn.a),
         };
+        if tx.response.is_some() {
+            self.answering.insert(conn.tunnel, dst);
+        }
         let base = Origin { flow_id: conn.flow_id, src, dst, tunnel: conn.tunnel, ..Origin::default() };
         let origin = match tx.proxy {
             Some(p) => Origin { src: p.source, dst: p.destination, proxy: Some((src, dst)), ..base },
@@ -356,9 +391,15 @@ struct Connection {
 }
 
 impl HttpFlow {
-    fn new(info: &FlowInfo, cfg: &EngineConfig) -> Self {
+    fn new(info: &FlowInfo, cfg: &EngineConfig, out: &WorkerOutput) -> Self {
+        let mut conversation = Conversation::new(cfg.http, info.client.map(peer));
+        for (peer, addr) in [(Peer::A, info.a), (Peer::B, info.b)] {
+            if out.answering.contains(info.tunnel, addr) {
+                conversation.expect_answers_from(peer);
+            }
+        }
         HttpFlow {
-            conversation: Conversation::new(cfg.http, info.client.map(peer)),
+            conversation,
             conn: Connection { flow_id: info.flow_id, a: info.a, b: info.b, tunnel: info.tunnel },
         }
     }
@@ -490,6 +531,71 @@ mod tests {
         alerted.dedup();
         let attacks: Vec<&String> = sent.iter().filter(|url| url.contains("%27")).collect();
         assert_eq!(alerted, attacks);
+    }
+
+    #[test]
+    fn a_request_to_a_server_that_answered_before_waits_for_its_answer() {
+        // The second connection's SYN-ACK was lost and its first server packet comes after the
+        // request: as the server answered the first connection, the request waits for its status.
+        let mut pipeline = Pipeline::new(
+            Arc::new(EngineConfig { detect: false, ..EngineConfig::default() }),
+            Arc::new(Metrics::new(1)),
+        );
+        let segment =
+            |pipeline: &mut Pipeline, client: bool, port: u16, seq: u32, ack: u32, payload: &[u8]| {
+                let (c, s): (SocketAddr, SocketAddr) =
+                    (SocketAddr::from(([10, 0, 0, 1], port)), "10.0.0.2:80".parse().expect("address"));
+                let (src, dst) = if client { (c, s) } else { (s, c) };
+                let header = SegmentHeader {
+                    tunnel: None,
+                    vlan: None,
+                    src,
+                    dst,
+                    seq,
+                    ack,
+                    flags: TcpFlags::ACK,
+                    missing: 0,
+                };
+                pipeline.segment(&Segment { header, payload }, 1);
+            };
+        let request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let response = b"HTTP/1.1 204 No Content\r\n\r\n";
+        for port in [40000, 40001] {
+            let syn = SegmentHeader {
+                tunnel: None,
+                vlan: None,
+                src: SocketAddr::from(([10, 0, 0, 1], port)),
+                dst: "10.0.0.2:80".parse().expect("address"),
+                seq: 99,
+                ack: 0,
+                flags: TcpFlags::SYN,
+                missing: 0,
+            };
+            pipeline.segment(&Segment { header: syn, payload: b"" }, 1);
+            if port == 40000 {
+                let syn_ack = SegmentHeader {
+                    src: syn.dst,
+                    dst: syn.src,
+                    seq: 4999,
+                    ack: 100,
+                    flags: TcpFlags::SYN.union(TcpFlags::ACK),
+                    ..syn
+                };
+                pipeline.segment(&Segment { header: syn_ack, payload: b"" }, 1);
+            }
+            segment(&mut pipeline, true, port, 100, 5000, request);
+            segment(&mut pipeline, false, port, 5000, 100 + request.len() as u32, response);
+        }
+        pipeline.finish();
+        let text = String::from_utf8(pipeline.take_events().concat()).expect("UTF-8 events");
+        let statuses: Vec<Option<u64>> = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).expect("JSON event")["http"]["status"]
+                    .as_u64()
+            })
+            .collect();
+        assert_eq!(statuses, [Some(204), Some(204)]);
     }
 
     #[test]

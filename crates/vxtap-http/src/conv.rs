@@ -65,6 +65,9 @@ struct Shared {
     cfg: HttpConfig,
     client: Option<Peer>,
     seen: [bool; 2],
+    /// Per peer, whether it answered on other connections (see
+    /// [`Conversation::expect_answers_from`]).
+    answers_elsewhere: [bool; 2],
     /// The server direction ended: no response will come any more.
     server_closed: bool,
     /// The client's stream offset at the end of the bytes being fed, modulo 2^32 like TCP sequence
@@ -108,6 +111,7 @@ impl Shared {
             cfg,
             client: None,
             seen: [false; 2],
+            answers_elsewhere: [false; 2],
             server_closed: false,
             client_end: 0,
             resync_pending: false,
@@ -149,8 +153,9 @@ impl Shared {
         self.stop_all = true;
     }
 
-    fn server_seen(&self) -> bool {
-        self.client.is_some_and(|c| self.seen[c.other().idx()])
+    /// Whether answers may come: the server was seen, or answered on other connections.
+    fn server_may_answer(&self) -> bool {
+        self.client.is_some_and(|c| self.seen[c.other().idx()] || self.answers_elsewhere[c.other().idx()])
     }
 
     fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
@@ -280,7 +285,7 @@ impl Shared {
 
     /// Emits, in request order, every transaction that is ready.
     fn try_emit(&mut self) {
-        let no_server = self.server_closed || !self.server_seen();
+        let no_server = self.server_closed || !self.server_may_answer();
         while let Some(front) = self.queue.front() {
             let ready = front.req_done && (front.response.is_some() || front.no_resp || no_server);
             let done = self.queue.len() - usize::from(self.queue.back().is_some_and(|e| !e.req_done));
@@ -1067,6 +1072,14 @@ impl Conversation {
             positioned: false,
             client_placed: client_hint.is_some(),
         }
+    }
+
+    /// Says that `peer` answered on other connections. Should it be this one's server, its
+    /// requests then wait for their responses even before a packet of its direction arrives (the
+    /// mirror lost or delayed the SYN-ACK), instead of going out at once as on a one-direction
+    /// mirror, where no server is ever seen; at the latest they go at [`Conversation::finish`].
+    pub fn expect_answers_from(&mut self, peer: Peer) {
+        self.sh.answers_elsewhere[peer.idx()] = true;
     }
 
     /// The client peer, once known.

@@ -27,7 +27,8 @@
 //! - Roles: the hinted peer is the client; without a hint, the first direction that starts with a
 //!   request line is the client, one starting with `HTTP/` is the server.
 //! - A transaction is emitted once: when its response is complete; at once when no packet was ever
-//!   seen from the server (one-direction mirror); when more than [`HttpConfig::max_pending`] requests
+//!   seen from the server (one-direction mirror) and it answered on no other connection either
+//!   ([`Conversation::expect_answers_from`]); when more than [`HttpConfig::max_pending`] requests
 //!   wait; or at [`Conversation::finish`].
 //! - After a gap or a malformed message the parser resynchronises on a strict request (or status)
 //!   line at the start of a line; bytes inside a correctly framed body never become a request.

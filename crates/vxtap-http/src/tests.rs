@@ -301,6 +301,32 @@ fn connect_tunnel() {
 }
 
 #[test]
+fn a_server_that_answered_elsewhere_is_waited_for_before_its_first_packet() {
+    let mut c = new(Some(A));
+    c.expect_answers_from(B);
+    c.on_packet(A);
+    c.on_data(A, b"GET /1 HTTP/1.1\r\n\r\n", 1);
+    assert!(drain(&mut c).is_empty(), "the request waits for its answer");
+    c.on_packet(B);
+    c.on_data(B, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out)[0].response.as_ref().map(|r| r.status), Some(200));
+    // one whose answer never comes goes out when the conversation ends
+    let mut c = new(Some(A));
+    c.expect_answers_from(B);
+    c.on_data(A, b"GET /2 HTTP/1.1\r\n\r\n", 1);
+    assert!(drain(&mut c).is_empty());
+    c.finish(5);
+    let out = drain(&mut c);
+    assert!(txs(&out)[0].response.is_none());
+    // a hint about the client changes nothing: its requests go out at once
+    let mut c = new(Some(A));
+    c.expect_answers_from(A);
+    c.on_data(A, b"GET /3 HTTP/1.1\r\n\r\n", 1);
+    assert_eq!(txs(&drain(&mut c)).len(), 1);
+}
+
+#[test]
 fn one_direction_emits_immediately() {
     let mut c = new(Some(A));
     c.on_packet(A);

@@ -31,12 +31,12 @@ fn run(order: &[usize], data: &[u8]) -> u64 {
         flags,
         missing: 0,
     };
-    table.process(&Segment { header: header(0, TcpFlags::SYN), payload: b"" }, 0, &mut sink, |_| Count);
+    table.process(&Segment { header: header(0, TcpFlags::SYN), payload: b"" }, 0, &mut sink, |_, _| Count);
     for &i in order {
         let start = i * MSS;
         let payload = &data[start..(start + MSS).min(data.len())];
         let seg = Segment { header: header(1 + start as u32, TcpFlags::ACK), payload };
-        table.process(&seg, 1, &mut sink, |_| Count);
+        table.process(&seg, 1, &mut sink, |_, _| Count);
     }
     table.close_all(2, &mut sink);
     sink

@@ -26,7 +26,7 @@
 //! # let frames: Vec<Vec<u8>> = Vec::new();
 //! for frame in &frames {
 //!     if let Ok(Decoded::Tcp(seg)) = decode_frame(LinkType::Ethernet, frame, &DecapConfig::default()) {
-//!         table.process(&seg, 0, &mut sink, |_info: &FlowInfo| Collect::default());
+//!         table.process(&seg, 0, &mut sink, |_info: &FlowInfo, _sink: &mut Vec<Vec<u8>>| Collect::default());
 //!     }
 //! }
 //! table.close_all(0, &mut sink);
@@ -427,13 +427,14 @@ impl<H: StreamHandler> FlowTable<H> {
         }
     }
 
-    /// Feeds one segment captured at `ts`; `make` builds the handler when the segment opens a new flow.
+    /// Feeds one segment captured at `ts`; `make` builds the handler when the segment opens a new flow
+    /// (it may read the sink, where the caller keeps what it learned from other flows).
     pub fn process(
         &mut self,
         seg: &Segment<'_>,
         ts: u64,
         sink: &mut H::Sink,
-        make: impl FnOnce(&FlowInfo) -> H,
+        make: impl FnOnce(&FlowInfo, &mut H::Sink) -> H,
     ) {
         self.now = self.now.max(ts);
         self.stats.segments += 1;
@@ -481,7 +482,7 @@ impl<H: StreamHandler> FlowTable<H> {
         ts: u64,
         reused: bool,
         sink: &mut H::Sink,
-        make: impl FnOnce(&FlowInfo) -> H,
+        make: impl FnOnce(&FlowInfo, &mut H::Sink) -> H,
     ) -> bool {
         let h = &seg.header;
         let syn = h.flags.contains(TcpFlags::SYN);
@@ -498,7 +499,7 @@ impl<H: StreamHandler> FlowTable<H> {
             self.evict_oldest(None, sink);
         }
         let info = new_flow_info(key, h, ts);
-        let flow = Box::new(Flow::new(forward, make(&info)));
+        let flow = Box::new(Flow::new(forward, make(&info, sink)));
         self.memory += Self::FLOW_OVERHEAD;
         self.stats.flows += 1;
         self.timers.push(Reverse((ts + self.cfg.idle_timeout_us, key)));

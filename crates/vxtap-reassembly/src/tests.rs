@@ -50,7 +50,7 @@ fn header(src: &str, dst: &str, seq: u32, flags: TcpFlags) -> SegmentHeader {
 }
 
 fn feed(table: &mut FlowTable<Recorder>, sink: &mut Vec<Seen>, h: SegmentHeader, payload: &[u8], ts: u64) {
-    table.process(&Segment { header: h, payload }, ts, sink, |_| Recorder);
+    table.process(&Segment { header: h, payload }, ts, sink, |_, _| Recorder);
 }
 
 fn data_of(seen: &[Seen], dir: Dir) -> Vec<u8> {
@@ -606,7 +606,7 @@ fn positions(segments: &[(SegmentHeader, u32, &[u8])]) -> Vec<(Dir, u64, Option<
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
     for (&(h, ack, payload), ts) in segments.iter().zip(1..) {
-        t.process(&Segment { header: SegmentHeader { ack, ..h }, payload }, ts, &mut s, |_| Positions);
+        t.process(&Segment { header: SegmentHeader { ack, ..h }, payload }, ts, &mut s, |_, _| Positions);
     }
     t.close_all(segments.len() as u64 + 1, &mut s);
     s
