@@ -100,6 +100,13 @@ impl<H: StreamHandler> Flow<H> {
         self.last_seen = self.last_seen.max(ts);
         self.handler.on_packet(dir, sink);
         if h.flags.contains(TcpFlags::RST) {
+            // A reset carries its sender's next sequence number, never one behind the bytes it
+            // sent: one behind is stale, such as a client's answer to a server's TIME-WAIT that
+            // refused its SYN, before it tries the same SYN again.
+            if self.streams[dir.index()].is_behind(h.seq) {
+                stats.out_of_window += 1;
+                return None;
+            }
             return Some(CloseReason::Rst);
         }
         if h.flags.contains(TcpFlags::ACK) {

@@ -110,6 +110,12 @@ impl Stream {
         !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) || self.pos.saturating_add_signed(rel) > fin
     }
 
+    /// Whether `seq` lies behind the next byte to deliver (once the stream has a start): before
+    /// bytes this stream already sent.
+    pub(crate) fn is_behind(&self, seq: u32) -> bool {
+        self.next_seq.is_some_and(|next| (seq.wrapping_sub(next) as i32) < 0)
+    }
+
     /// The stream offset an acknowledgment `ack` of this stream stands for, once the stream has a
     /// start (before offset 0: 0).
     pub(crate) fn offset_of(&self, ack: u32) -> Option<u64> {

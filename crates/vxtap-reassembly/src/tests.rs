@@ -882,3 +882,38 @@ fn a_late_copy_after_a_reset_of_a_flow_picked_up_midstream_is_stray() {
     assert!(t.is_empty(), "the late copy opened a flow");
     assert_eq!(data_of(&s, Dir::A), b"GET /a HTTP/1.1\r\n\r\n");
 }
+
+#[test]
+fn a_reset_behind_its_senders_bytes_is_stale() {
+    // A server in TIME-WAIT refused the new SYN with an ACK of the old connection; the client
+    // reset with that old number and sent the same SYN again, which the server then accepted.
+    let mut t = FlowTable::new(ReassemblyConfig::default());
+    let mut s = Vec::new();
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
+    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack().union(TcpFlags::FIN)), 1), b"", 3);
+    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), 2), b"", 4);
+    assert!(t.is_empty());
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 50_000, TcpFlags::SYN), b"", 5);
+    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 2, ack()), 2), b"", 6);
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 2, TcpFlags::RST), b"", 7);
+    assert_eq!((t.len(), t.stats().closed_rst), (1, 0), "the stale reset closed the flow");
+    feed(&mut t, &mut s, header(CLIENT, SERVER, 50_000, TcpFlags::SYN), b"", 1_000_007);
+    feed(
+        &mut t,
+        &mut s,
+        acking(header(SERVER, CLIENT, 9000, TcpFlags::SYN.union(ack())), 50_001),
+        b"",
+        1_000_008,
+    );
+    feed(
+        &mut t,
+        &mut s,
+        acking(header(CLIENT, SERVER, 50_001, ack()), 9001),
+        b"GET /b HTTP/1.1\r\n\r\n",
+        1_000_009,
+    );
+    assert_eq!(data_of(&s, Dir::A), b"GET /b HTTP/1.1\r\n\r\n");
+    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 50_020, TcpFlags::RST), 9001), b"", 1_000_010);
+    assert_eq!(t.stats().closed_rst, 1, "a reset at the sender's next byte closes it");
+}
