@@ -74,6 +74,21 @@ impl<H: StreamHandler> Flow<H> {
         (!seg.payload.is_empty() || h.missing > 0) && stream.is_past_fin(h.seq)
     }
 
+    /// Whether a segment (from the key's `lo` endpoint when `from_lo`) lies before its sender's
+    /// stream start, where a SYN or SYN-ACK fixed it: a segment of an earlier connection on
+    /// these ports (or a late copy of this one's SYN).
+    pub(crate) fn precedes(&self, seg: &Segment<'_>, from_lo: bool) -> bool {
+        let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
+        self.streams[dir.index()]
+            .isn()
+            .is_some_and(|isn| (seg.header.seq.wrapping_sub(isn.wrapping_add(1)) as i32) < 0)
+    }
+
+    /// Capture time of the flow's latest segment.
+    pub(crate) fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+
     pub(crate) fn has_hole(&self) -> bool {
         self.streams.iter().any(Stream::has_hole)
     }
@@ -100,10 +115,10 @@ impl<H: StreamHandler> Flow<H> {
         self.last_seen = self.last_seen.max(ts);
         self.handler.on_packet(dir, sink);
         if h.flags.contains(TcpFlags::RST) {
-            // A reset carries its sender's next sequence number, never one behind the bytes it
-            // sent: one behind is stale, such as a client's answer to a server's TIME-WAIT that
-            // refused its SYN, before it tries the same SYN again.
-            if self.streams[dir.index()].is_behind(h.seq) {
+            // A client whose SYN a server's TIME-WAIT refused (with an ACK of the old connection)
+            // resets with that ACK's number, then sends the same SYN again: that reset does not
+            // end the attempt.
+            if self.streams[dir.index()].is_reset_of_refused_syn(h.seq) {
                 stats.out_of_window += 1;
                 return None;
             }

@@ -84,10 +84,8 @@ pub enum CloseReason {
     Evicted,
     /// The input ended (end of file, shutdown).
     Shutdown,
-    /// A segment of another connection on the same addresses and ports came while this one was
-    /// still open (its FIN lost, or bytes before it not yet reached): a SYN with a new initial
-    /// sequence number, or bytes past this one's FIN. A client may reuse its port as soon as the
-    /// server closed first.
+    /// A flow whose ports a new connection took over was displaced by yet another one, or by too
+    /// many such flows (see [`ReassemblyStats::closed_reused`]).
     Reused,
 }
 
@@ -267,7 +265,10 @@ pub struct ReassemblyStats {
     pub evicted: u64,
     /// See `closed_fin`.
     pub closed_shutdown: u64,
-    /// Flows closed because a new connection started on their addresses and ports.
+    /// Flows whose addresses and ports a new connection took over while they were still open
+    /// (their FIN lost, or bytes before it not yet reached): a SYN with a new initial sequence
+    /// number, or bytes past their FIN. They stay open beside the new flow for the segments the
+    /// mirror still brings them, and close as any flow does (counted there too).
     pub closed_reused: u64,
     /// Payload bytes delivered in order.
     pub bytes: u64,
@@ -343,6 +344,14 @@ pub struct FlowTable<H> {
     /// opening a flow that would emit a request again.
     closed: HashMap<FlowKey, Tombstone, foldhash::fast::RandomState>,
     closed_order: VecDeque<(u64, FlowKey)>,
+    /// Flows whose ports a new connection took over while they were open, by key: segments that
+    /// precede the new connection's start, and that the old one owns, still go to it, until it
+    /// closes (by its FINs, or idle for the closing timeout).
+    /// Oldest first: a client can reuse its port again before the mirror brought the last bytes of
+    /// the connection before.
+    retired: HashMap<FlowKey, Vec<Box<Flow<H>>>, foldhash::fast::RandomState>,
+    /// Retired flows in all.
+    retired_count: usize,
     /// (deadline, key): lazily maintained; an entry whose flow moved on is re-queued when popped.
     timers: BinaryHeap<Reverse<(u64, FlowKey)>>,
     memory: usize,
@@ -350,12 +359,24 @@ pub struct FlowTable<H> {
     now: u64,
 }
 
-/// What the table remembers of a connection closed by FIN or RST, or for a new connection on its
-/// ports.
-#[derive(Clone, Copy)]
+/// What the table remembers of the connections on one key that closed by FIN or RST, or that a
+/// new connection on their ports took over.
 struct Tombstone {
-    /// When it closed (capture time, µs).
+    /// When the latest closed (capture time, µs).
     at: u64,
+    latest: Ended,
+    /// The ones before it within the closing timeout, latest first, up to [`MAX_GENERATIONS`] in
+    /// all: a client that reuses its port at once leaves several, and a reordering mirror can still
+    /// bring copies of each. Empty, without an allocation, for the usual single connection.
+    older: Vec<Ended>,
+}
+
+/// Closed connections remembered per key (see [`Tombstone::older`]).
+const MAX_GENERATIONS: usize = 8;
+
+/// What is remembered of one closed connection.
+#[derive(Clone, Copy)]
+struct Ended {
     /// Its initial sequence numbers from the key's `lo` and `hi` endpoints, where known: a SYN
     /// carrying one of them is a late copy of the old handshake, not a new connection on the port.
     isns: [Option<u32>; 2],
@@ -365,6 +386,14 @@ struct Tombstone {
 }
 
 impl Tombstone {
+    /// Whether a segment (from the key's `lo` endpoint when `from_lo`) is a late copy of one of
+    /// the closed connections', its handshake included.
+    fn is_late_copy(&self, h: &SegmentHeader, from_lo: bool) -> bool {
+        std::iter::once(&self.latest).chain(&self.older).any(|ended| ended.is_late_copy(h, from_lo))
+    }
+}
+
+impl Ended {
     /// Whether a SYN or SYN-ACK (from the key's `lo` endpoint when `from_lo`) is a late copy of the
     /// closed connection's handshake: it carries its sender's old initial sequence number, or, a
     /// SYN-ACK, acknowledges the other side's (whose own SYN-ACK may never have been seen).
@@ -391,7 +420,7 @@ impl Tombstone {
         within(sender, h.seq) && (!h.flags.contains(TcpFlags::ACK) || within(receiver, h.ack))
     }
 
-    /// Whether a segment is a late copy of the closed connection's, its handshake included.
+    /// Whether a segment is a late copy of this closed connection's, its handshake included.
     fn is_late_copy(&self, h: &SegmentHeader, from_lo: bool) -> bool {
         if h.flags.contains(TcpFlags::SYN) {
             self.is_old_handshake(h, from_lo)
@@ -400,6 +429,13 @@ impl Tombstone {
         }
     }
 }
+
+/// Retired flows kept at once (see [`FlowTable::retire`]); beyond it the least recently active
+/// one closes.
+const MAX_RETIRED: usize = 4096;
+
+/// Retired flows kept for one key; beyond it the oldest closes.
+const MAX_RETIRED_PER_KEY: usize = 8;
 
 /// Timer entries of closed flows tolerated beyond twice the open flows before they are swept.
 const TIMER_SLACK: usize = 4096;
@@ -420,6 +456,8 @@ impl<H: StreamHandler> FlowTable<H> {
             flows: HashMap::default(),
             closed: HashMap::default(),
             closed_order: VecDeque::new(),
+            retired: HashMap::default(),
+            retired_count: 0,
             timers: BinaryHeap::new(),
             memory: 0,
             stats: ReassemblyStats::default(),
@@ -439,6 +477,12 @@ impl<H: StreamHandler> FlowTable<H> {
         self.now = self.now.max(ts);
         self.stats.segments += 1;
         let (key, forward) = FlowKey::of(&seg.header);
+        if !self.retired.is_empty() {
+            if let Some(index) = self.retired_owner(&key, seg, forward) {
+                self.feed_retired(&key, index, seg, ts, forward, sink);
+                return;
+            }
+        }
         // One hash and probe for a segment of a known flow (nearly all of them): the lookup is per
         // segment, and a `contains_key` before it showed in profiles.
         let (outcome, (before, after)) = match self.flows.get_mut(&key) {
@@ -454,7 +498,7 @@ impl<H: StreamHandler> FlowTable<H> {
                         self.stats.stray += 1;
                         return;
                     }
-                    self.remove(&key, CloseReason::Reused, sink);
+                    self.retire(&key, sink);
                 }
                 if !self.open(key, forward, seg, ts, reused, sink, make) {
                     return;
@@ -534,11 +578,15 @@ impl<H: StreamHandler> FlowTable<H> {
             memory = memory + after - before;
         }
         self.memory = memory;
+        if !self.retired.is_empty() {
+            self.advance_retired(sink);
+        }
     }
 
     /// Closes every flow, delivering what is buffered (with gaps for holes): end of input or drain.
     pub fn close_all(&mut self, ts: u64, sink: &mut H::Sink) {
         self.now = self.now.max(ts);
+        self.close_all_retired(CloseReason::Shutdown, sink);
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             self.remove(&key, CloseReason::Shutdown, sink);
@@ -567,7 +615,7 @@ impl<H: StreamHandler> FlowTable<H> {
     }
 
     /// What is remembered of `key` when it closed by FIN or RST within the closing timeout.
-    fn recently_closed(&mut self, key: &FlowKey) -> Option<Tombstone> {
+    fn recently_closed(&mut self, key: &FlowKey) -> Option<&Tombstone> {
         while let Some(&(at, old)) = self.closed_order.front() {
             if self.now.saturating_sub(at) < self.cfg.closing_timeout_us
                 && self.closed_order.len() <= MAX_TOMBSTONES
@@ -579,23 +627,136 @@ impl<H: StreamHandler> FlowTable<H> {
                 self.closed.remove(&old);
             }
         }
-        self.closed.get(key).copied()
+        self.closed.get(key)
+    }
+
+    /// Remembers a closed connection of `key`, beside those that closed on it within the closing
+    /// timeout.
+    fn remember(&mut self, key: &FlowKey, ended: Ended) {
+        let (now, timeout) = (self.now, self.cfg.closing_timeout_us);
+        match self.closed.get_mut(key) {
+            Some(t) if now.saturating_sub(t.at) < timeout => {
+                t.older.insert(0, t.latest);
+                t.older.truncate(MAX_GENERATIONS - 1);
+                t.latest = ended;
+                t.at = now;
+            }
+            _ => {
+                self.closed.insert(*key, Tombstone { at: now, latest: ended, older: Vec::new() });
+            }
+        }
+        self.closed_order.push_back((now, *key));
+    }
+
+    /// Which retired flow of `key` a segment belongs to, if any: the open flow would not take it
+    /// (a new connection's, or before the open one's start), and a retired one would, the newest
+    /// that it does not precede (a late copy of a SYN precedes its own flow).
+    fn retired_owner(&self, key: &FlowKey, seg: &Segment<'_>, forward: bool) -> Option<usize> {
+        let list = self.retired.get(key)?;
+        let open_refuses =
+            self.flows.get(key).is_none_or(|f| f.is_new_connection(seg, forward) || f.precedes(seg, forward));
+        if !open_refuses {
+            return None;
+        }
+        let owns = |old: &Flow<H>| !old.is_new_connection(seg, forward);
+        list.iter()
+            .rposition(|old| owns(old) && !old.precedes(seg, forward))
+            .or_else(|| list.iter().rposition(|old| owns(old)))
+    }
+
+    fn feed_retired(
+        &mut self,
+        key: &FlowKey,
+        index: usize,
+        seg: &Segment<'_>,
+        ts: u64,
+        forward: bool,
+        sink: &mut H::Sink,
+    ) {
+        let Some(old) = self.retired.get_mut(key).and_then(|list| list.get_mut(index)) else { return };
+        let outcome = old.segment(seg, forward, ts, &self.cfg, &mut self.stats, sink);
+        let (before, after) = old.recharge();
+        self.memory = self.memory + after - before;
+        if let Some(reason) = outcome {
+            self.close_retired(key, index, reason, sink);
+        }
+    }
+
+    /// Moves the open flow of `key` aside for a new connection on its ports (closing the oldest
+    /// flow retired there when too many are, and the least recently active of all when too many
+    /// are in all).
+    fn retire(&mut self, key: &FlowKey, sink: &mut H::Sink) {
+        let Some(flow) = self.flows.remove(key) else { return };
+        self.stats.closed_reused += 1;
+        self.retired_count += 1;
+        let list = self.retired.entry(*key).or_default();
+        list.push(flow);
+        if list.len() > MAX_RETIRED_PER_KEY {
+            self.close_retired(key, 0, CloseReason::Reused, sink);
+        }
+        if self.retired_count > MAX_RETIRED {
+            let oldest = self
+                .retired
+                .iter()
+                .flat_map(|(k, list)| list.iter().enumerate().map(move |(i, old)| (old.last_seen(), *k, i)))
+                .min();
+            if let Some((_, k, i)) = oldest {
+                self.close_retired(&k, i, CloseReason::Reused, sink);
+            }
+        }
+    }
+
+    fn close_retired(&mut self, key: &FlowKey, index: usize, reason: CloseReason, sink: &mut H::Sink) {
+        let Some(list) = self.retired.get_mut(key) else { return };
+        if index >= list.len() {
+            return;
+        }
+        let mut old = list.remove(index);
+        if list.is_empty() {
+            self.retired.remove(key);
+        }
+        self.retired_count -= 1;
+        self.finish(key, &mut old, reason, true, sink);
+    }
+
+    /// Closes the retired flows idle for the closing timeout, and declares their overdue holes.
+    fn advance_retired(&mut self, sink: &mut H::Sink) {
+        let idle = self.cfg.closing_timeout_us;
+        let now = self.now;
+        let due: Vec<(FlowKey, usize)> = self
+            .retired
+            .iter()
+            .flat_map(|(k, list)| {
+                list.iter()
+                    .enumerate()
+                    .rev()
+                    .filter(|(_, old)| old.last_seen() + idle <= now)
+                    .map(|(i, _)| (*k, i))
+            })
+            .collect();
+        for (key, index) in due {
+            self.close_retired(&key, index, CloseReason::Idle, sink);
+        }
+        for old in self.retired.values_mut().flatten().filter(|old| old.has_hole()) {
+            old.expire_holes(now, &self.cfg, &mut self.stats, sink);
+            let (before, after) = old.recharge();
+            self.memory = self.memory + after - before;
+        }
+    }
+
+    /// Closes every retired flow.
+    fn close_all_retired(&mut self, reason: CloseReason, sink: &mut H::Sink) {
+        let keys: Vec<FlowKey> = self.retired.keys().copied().collect();
+        for key in keys {
+            while self.retired.contains_key(&key) {
+                self.close_retired(&key, 0, reason, sink);
+            }
+        }
     }
 
     fn remove(&mut self, key: &FlowKey, reason: CloseReason, sink: &mut H::Sink) {
         let Some(mut flow) = self.flows.remove(key) else { return };
-        flow.close(self.now, reason, &mut self.stats, sink);
-        if matches!(reason, CloseReason::Fin | CloseReason::Rst | CloseReason::Reused) {
-            // After the close: its holes are flushed, so the spans reach the last bytes seen.
-            let tombstone = Tombstone {
-                at: self.now,
-                isns: flow.by_origin(Stream::isn),
-                spans: flow.by_origin(Stream::span),
-            };
-            self.closed.insert(*key, tombstone);
-            self.closed_order.push_back((self.now, *key));
-        }
-        self.memory -= flow.charged() + Self::FLOW_OVERHEAD;
+        self.finish(key, &mut flow, reason, false, sink);
         // A closed flow's timer stays queued until its deadline (the idle timeout); at a high
         // connection rate those would outnumber the open flows many times over (unbounded by the
         // memcap), so they are swept once they are half of the queue: linear, paid once per as many
@@ -603,13 +764,33 @@ impl<H: StreamHandler> FlowTable<H> {
         if self.timers.len() > 2 * self.flows.len() + TIMER_SLACK {
             self.timers.retain(|Reverse((_, key))| self.flows.contains_key(key));
         }
+    }
+
+    /// Closes a flow taken out of the table: flushes it, remembers it, uncharges it and counts why.
+    /// A `retired` flow (one a newer connection took over) is remembered however it closes.
+    fn finish(
+        &mut self,
+        key: &FlowKey,
+        flow: &mut Flow<H>,
+        reason: CloseReason,
+        retired: bool,
+        sink: &mut H::Sink,
+    ) {
+        flow.close(self.now, reason, &mut self.stats, sink);
+        if retired || matches!(reason, CloseReason::Fin | CloseReason::Rst | CloseReason::Reused) {
+            // After the close: its holes are flushed, so the spans reach the last bytes seen.
+            let ended = Ended { isns: flow.by_origin(Stream::isn), spans: flow.by_origin(Stream::span) };
+            self.remember(key, ended);
+        }
+        self.memory -= flow.charged() + Self::FLOW_OVERHEAD;
         let counter = match reason {
             CloseReason::Fin => &mut self.stats.closed_fin,
             CloseReason::Rst => &mut self.stats.closed_rst,
             CloseReason::Idle => &mut self.stats.closed_idle,
             CloseReason::Evicted => &mut self.stats.evicted,
             CloseReason::Shutdown => &mut self.stats.closed_shutdown,
-            CloseReason::Reused => &mut self.stats.closed_reused,
+            // counted when the flow was retired
+            CloseReason::Reused => return,
         };
         *counter += 1;
     }
@@ -617,6 +798,9 @@ impl<H: StreamHandler> FlowTable<H> {
     /// Cuts the least recently active flows until memory is under the cap, sparing `current` unless it
     /// alone is over the cap.
     fn enforce_memcap(&mut self, current: &FlowKey, sink: &mut H::Sink) {
+        if self.memory > self.cfg.memcap {
+            self.close_all_retired(CloseReason::Evicted, sink);
+        }
         while self.memory > self.cfg.memcap && self.flows.len() > 1 {
             if !self.evict_oldest(Some(current), sink) {
                 break;

@@ -110,10 +110,15 @@ impl Stream {
         !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) || self.pos.saturating_add_signed(rel) > fin
     }
 
-    /// Whether `seq` lies behind the next byte to deliver (once the stream has a start): before
-    /// bytes this stream already sent.
-    pub(crate) fn is_behind(&self, seq: u32) -> bool {
-        self.next_seq.is_some_and(|next| (seq.wrapping_sub(next) as i32) < 0)
+    /// Whether a reset at `seq` answers an unacceptable ACK during this stream's handshake: its
+    /// SYN was seen, nothing after it, and the reset does not carry the first byte's number (a
+    /// stack resets an ACK it did not expect with that ACK's number, RFC 793).
+    pub(crate) fn is_reset_of_refused_syn(&self, seq: u32) -> bool {
+        self.isn_known
+            && self.pos == 0
+            && self.ooo.is_empty()
+            && self.fin.is_none()
+            && seq != self.isn.wrapping_add(1)
     }
 
     /// The stream offset an acknowledgment `ack` of this stream stands for, once the stream has a

@@ -91,8 +91,25 @@ pub fn score(expected: &[ExpectedRequest], events: &[Value]) -> Score {
         };
         let h = &ev["http"];
         let gap = h["gap"].as_bool().unwrap_or(false);
-        // Same client, method and target more than once: an event without a gap is the intact one.
-        let pick = candidates.iter().position(|e| e.intact != gap).unwrap_or(0);
+        // No body field is an empty body; one that is not base64 matches nothing.
+        let body = match h["http_request_body"].as_str() {
+            Some(b) => B64.decode(b).ok(),
+            None => Some(Vec::new()),
+        };
+        let exact = |e: &ExpectedRequest| {
+            e.intact
+                && !gap
+                && body.as_ref() == Some(&e.body)
+                && h["request_body_len"].as_u64() == Some(e.body.len() as u64)
+                && ev["dest_ip"] == e.dst.ip().to_string()
+        };
+        // Same client, method and target more than once (a port reused, or a repeated request): the
+        // one this event matches exactly, else one as damaged as the event says, else the first.
+        let pick = candidates
+            .iter()
+            .position(|e| exact(e))
+            .or_else(|| candidates.iter().position(|e| e.intact != gap))
+            .unwrap_or(0);
         let e = candidates.remove(pick);
         if !e.intact {
             if gap {
@@ -103,13 +120,7 @@ pub fn score(expected: &[ExpectedRequest], events: &[Value]) -> Score {
             continue;
         }
         found_intact += 1;
-        // No body field is an empty body; one that is not base64 matches nothing.
-        let body = match h["http_request_body"].as_str() {
-            Some(b) => B64.decode(b).ok(),
-            None => Some(Vec::new()),
-        };
-        let len_ok = h["request_body_len"].as_u64() == Some(e.body.len() as u64);
-        if body.as_ref() == Some(&e.body) && len_ok && !gap && ev["dest_ip"] == e.dst.ip().to_string() {
+        if exact(e) {
             s.exact += 1;
         } else {
             s.inexact += 1;
