@@ -1088,7 +1088,8 @@ impl Conversation {
     }
 
     /// A packet (possibly an empty ACK) was seen from `from`. Until one is seen from the server,
-    /// requests are emitted as soon as they are complete.
+    /// requests are emitted as soon as they are complete, unless it answered on other connections
+    /// ([`Conversation::expect_answers_from`]).
     pub fn on_packet(&mut self, from: Peer) {
         self.sh.seen[from.idx()] = true;
     }
