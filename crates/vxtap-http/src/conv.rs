@@ -163,6 +163,13 @@ impl Shared {
     }
 
     fn push_request(&mut self, req: Request, kind: ReqKind, head_mem: usize) -> u64 {
+        // A client that sends its next request while no packet of its server came yet got its
+        // answer (or pipelines): the server's direction is not coming soon, whatever the server
+        // does on other connections (a one-direction mirror of this one).
+        let server_unseen = self.client.is_some_and(|c| !self.seen[c.other().idx()]);
+        if server_unseen && self.queue.iter().any(|e| e.req_done) {
+            self.answers_elsewhere = [false; 2];
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push_back(Entry {
@@ -1077,7 +1084,8 @@ impl Conversation {
     /// Says that `peer` answered on other connections. Should it be this one's server, its
     /// requests then wait for their responses even before a packet of its direction arrives (the
     /// mirror lost or delayed the SYN-ACK), instead of going out at once as on a one-direction
-    /// mirror, where no server is ever seen; at the latest they go at [`Conversation::finish`].
+    /// mirror, where no server is ever seen; until the client starts another request while no
+    /// server packet came yet, or at the latest at [`Conversation::finish`].
     pub fn expect_answers_from(&mut self, peer: Peer) {
         self.sh.answers_elsewhere[peer.idx()] = true;
     }

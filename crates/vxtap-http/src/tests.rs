@@ -319,6 +319,14 @@ fn a_server_that_answered_elsewhere_is_waited_for_before_its_first_packet() {
     c.finish(5);
     let out = drain(&mut c);
     assert!(txs(&out)[0].response.is_none());
+    // the client's next request while no server packet came: the wait lapses
+    let mut c = new(Some(A));
+    c.expect_answers_from(B);
+    c.on_data(A, b"GET /4 HTTP/1.1\r\n\r\n", 1);
+    assert!(drain(&mut c).is_empty());
+    c.on_data(A, b"GET /5 HTTP/1.1\r\n\r\n", 2);
+    let out = drain(&mut c);
+    assert_eq!(txs(&out).iter().map(|t| t.request.target.as_slice()).collect::<Vec<_>>(), [b"/4", b"/5"]);
     // a hint about the client changes nothing: its requests go out at once
     let mut c = new(Some(A));
     c.expect_answers_from(A);
