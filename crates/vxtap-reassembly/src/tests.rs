@@ -709,6 +709,22 @@ fn an_acknowledgment_is_placed_when_its_bytes_are_delivered_not_when_they_arrive
     assert_eq!(answer.2, Some(client + 18), "{s:?}");
 }
 
+/// Feeds a handshake: the client's SYN at `ts`, the server's SYN-ACK just after.
+fn handshake(t: &mut FlowTable<Recorder>, s: &mut Vec<Seen>, client_isn: u32, server_isn: u32, ts: u64) {
+    feed(t, s, header(CLIENT, SERVER, client_isn, TcpFlags::SYN), b"", ts);
+    let syn_ack =
+        acking(header(SERVER, CLIENT, server_isn, TcpFlags::SYN.union(ack())), client_isn.wrapping_add(1));
+    feed(t, s, syn_ack, b"", ts + 1);
+}
+
+/// Feeds both FINs: the client's at `client_seq` at `ts`, the server's at `server_seq` just after.
+fn close_both(t: &mut FlowTable<Recorder>, s: &mut Vec<Seen>, client_seq: u32, server_seq: u32, ts: u64) {
+    feed(t, s, acking(header(CLIENT, SERVER, client_seq, ack().union(TcpFlags::FIN)), server_seq), b"", ts);
+    let fin =
+        acking(header(SERVER, CLIENT, server_seq, ack().union(TcpFlags::FIN)), client_seq.wrapping_add(1));
+    feed(t, s, fin, b"", ts + 1);
+}
+
 /// `h` with acknowledgment number `ack`.
 fn acking(h: SegmentHeader, ack: u32) -> SegmentHeader {
     SegmentHeader { ack, ..h }
@@ -720,8 +736,7 @@ fn a_syn_with_a_new_isn_moves_the_open_flow_on_its_ports_aside() {
     // generated mixes with reused ports and 2% loss lost 8% of requests this way).
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    handshake(&mut t, &mut s, 0, 0, 1);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n\r\n", 3);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 20, ack().union(TcpFlags::FIN)), 1), b"", 4);
     feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 5);
@@ -745,10 +760,8 @@ fn an_old_connections_bytes_that_come_after_the_next_ones_syn_still_reach_it() {
     // just past the old one.
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 1000, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 5000, TcpFlags::SYN.union(ack())), 1001), b"", 2);
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 180_000, TcpFlags::SYN), b"", 3);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 70_000, TcpFlags::SYN.union(ack())), 180_001), b"", 4);
+    handshake(&mut t, &mut s, 1000, 5000, 1);
+    handshake(&mut t, &mut s, 180_000, 70_000, 3);
     let old_request = acking(header(CLIENT, SERVER, 1001, ack()), 5001);
     feed(&mut t, &mut s, old_request, b"GET /a HTTP/1.1\r\n\r\n", 5);
     feed(
@@ -772,8 +785,7 @@ fn an_old_connections_bytes_that_come_after_the_next_ones_syn_still_reach_it() {
 fn a_syn_ack_of_a_new_connection_closes_the_open_flow_when_its_syn_was_lost() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    handshake(&mut t, &mut s, 0, 0, 1);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n\r\n", 3);
     feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 4);
     assert_eq!(t.stats().closed_reused, 0, "a late copy of the SYN-ACK");
@@ -791,11 +803,9 @@ fn bytes_past_a_fin_come_from_a_new_connection_whose_handshake_was_lost() {
     // its SYN and SYN-ACK were lost.
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    handshake(&mut t, &mut s, 0, 0, 1);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n", 3);
-    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 20, ack().union(TcpFlags::FIN)), 1), b"", 4);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), 21), b"", 5);
+    close_both(&mut t, &mut s, 20, 1, 4);
     assert_eq!(t.len(), 1, "the client's last two bytes are still awaited");
     let next = acking(header(CLIENT, SERVER, 3_000_000_000, ack()), 77);
     feed(&mut t, &mut s, next, b"GET /b HTTP/1.1\r\n\r\n", 6);
@@ -820,11 +830,9 @@ fn a_late_syn_of_a_flow_picked_up_without_one_is_its_own() {
 fn a_new_connection_without_handshake_after_a_close_is_no_late_copy() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    handshake(&mut t, &mut s, 0, 0, 1);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n\r\n", 3);
-    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 20, ack().union(TcpFlags::FIN)), 1), b"", 4);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), 21), b"", 5);
+    close_both(&mut t, &mut s, 20, 1, 4);
     assert!(t.is_empty());
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n\r\n", 6);
     assert!(t.is_empty(), "a late copy of the closed connection's request");
@@ -844,10 +852,8 @@ fn a_new_connection_without_handshake_after_a_close_is_no_late_copy() {
 fn a_late_copy_of_the_closed_connections_syn_leaves_the_next_one_open() {
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
-    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack().union(TcpFlags::FIN)), 1), b"", 3);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), 2), b"", 4);
+    handshake(&mut t, &mut s, 0, 0, 1);
+    close_both(&mut t, &mut s, 1, 1, 3);
     assert!(t.is_empty());
     feed(&mut t, &mut s, header(CLIENT, SERVER, 7000, TcpFlags::SYN), b"", 5);
     feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 6);
@@ -865,8 +871,7 @@ fn a_keep_alive_probe_after_a_fin_stays_in_its_flow() {
     // FIN's own.
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    handshake(&mut t, &mut s, 0, 0, 1);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n\r\n", 3);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 20, ack().union(TcpFlags::FIN)), 1), b"", 4);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 20, ack()), 1), b"x", 5);
@@ -879,11 +884,9 @@ fn a_new_connection_numbered_by_a_clock_just_past_the_closed_one_is_no_late_copy
     // ms later its bytes start about 156,000 past the old end. Its handshake was lost.
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 0, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 1), b"", 2);
+    handshake(&mut t, &mut s, 0, 0, 1);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 1, ack()), 1), b"GET /a HTTP/1.1\r\n\r\n", 3);
-    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 20, ack().union(TcpFlags::FIN)), 1), b"", 4);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), 21), b"", 5);
+    close_both(&mut t, &mut s, 20, 1, 4);
     feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 21, ack()), 2), b"", 6);
     assert!(t.is_empty());
     let next = acking(header(CLIENT, SERVER, 156_001, ack()), 156_001);
@@ -922,10 +925,8 @@ fn a_reset_answering_a_refused_syn_leaves_the_attempt_open() {
     // again, which the server accepted.
     let mut t = FlowTable::new(ReassemblyConfig::default());
     let mut s = Vec::new();
-    feed(&mut t, &mut s, header(CLIENT, SERVER, 90_000, TcpFlags::SYN), b"", 1);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 0, TcpFlags::SYN.union(ack())), 90_001), b"", 2);
-    feed(&mut t, &mut s, acking(header(CLIENT, SERVER, 90_001, ack().union(TcpFlags::FIN)), 1), b"", 3);
-    feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 1, ack().union(TcpFlags::FIN)), 90_002), b"", 4);
+    handshake(&mut t, &mut s, 90_000, 0, 1);
+    close_both(&mut t, &mut s, 90_001, 1, 3);
     assert!(t.is_empty());
     feed(&mut t, &mut s, header(CLIENT, SERVER, 50_000, TcpFlags::SYN), b"", 5);
     feed(&mut t, &mut s, acking(header(SERVER, CLIENT, 2, ack()), 90_002), b"", 6);
