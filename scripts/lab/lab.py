@@ -847,8 +847,13 @@ def cmd_client(a):
     rec = Recorder(a.out)
     cases = Cases(a.v4, a.v6, a.port, rec, a.seed)
     names = []
+    skip = set()
     for n in (a.cases or "all").split(","):
-        names += ALL_CASES if n == "all" else [n]
+        if n.startswith("-"):  # `all,-reuse`: every case but that one
+            skip.add(n[1:])
+        else:
+            names += ALL_CASES if n == "all" else [n]
+    names = [n for n in names if n not in skip]
     if "tail" in names:  # always last: it checks that the very last request comes out at once
         names = [n for n in names if n != "tail"] + ["tail"]
     t0 = time.time()
@@ -2801,7 +2806,7 @@ def main(argv=None):
     p.add_argument("--v4", required=True)
     p.add_argument("--v6", required=True)
     p.add_argument("--port", type=int, default=80)
-    p.add_argument("--cases", default="all", help="comma list of: all (= %s), bulk, fwd"
+    p.add_argument("--cases", default="all", help="comma list of: all (= %s), bulk, fwd; -NAME leaves one out"
                    % ",".join(ALL_CASES))
     p.add_argument("--seed", type=int, default=1377)
     p.set_defaults(fn=cmd_client)
