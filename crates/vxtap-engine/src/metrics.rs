@@ -244,7 +244,7 @@ impl Metrics {
         counter("flows_evicted_total", "Flows cut for the memcap or flow limit.", r.evicted);
         counter(
             "flows_reused_total",
-            "Flows closed because a new connection started on their addresses and ports.",
+            "Flows whose addresses and ports a new connection took over while they were open.",
             r.closed_reused,
         );
         counter("requests_total", "HTTP requests emitted.", self.requests.load(Relaxed));

@@ -548,53 +548,27 @@ mod tests {
             Arc::new(Metrics::new(1)),
         );
         let segment =
-            |pipeline: &mut Pipeline, client: bool, port: u16, seq: u32, ack: u32, payload: &[u8]| {
+            |pipeline: &mut Pipeline, client: bool, port: u16, (seq, ack): (u32, u32), flags, payload| {
                 let (c, s): (SocketAddr, SocketAddr) =
                     (SocketAddr::from(([10, 0, 0, 1], port)), "10.0.0.2:80".parse().expect("address"));
                 let (src, dst) = if client { (c, s) } else { (s, c) };
-                let header = SegmentHeader {
-                    tunnel: None,
-                    vlan: None,
-                    src,
-                    dst,
-                    seq,
-                    ack,
-                    flags: TcpFlags::ACK,
-                    missing: 0,
-                };
+                let header =
+                    SegmentHeader { tunnel: None, vlan: None, src, dst, seq, ack, flags, missing: 0 };
                 pipeline.segment(&Segment { header, payload }, 1);
             };
         let request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
         let response = b"HTTP/1.1 204 No Content\r\n\r\n";
         for port in [40000, 40001] {
-            let syn = SegmentHeader {
-                tunnel: None,
-                vlan: None,
-                src: SocketAddr::from(([10, 0, 0, 1], port)),
-                dst: "10.0.0.2:80".parse().expect("address"),
-                seq: 99,
-                ack: 0,
-                flags: TcpFlags::SYN,
-                missing: 0,
-            };
-            pipeline.segment(&Segment { header: syn, payload: b"" }, 1);
+            segment(&mut pipeline, true, port, (99, 0), TcpFlags::SYN, b"");
             if port == 40000 {
-                let syn_ack = SegmentHeader {
-                    src: syn.dst,
-                    dst: syn.src,
-                    seq: 4999,
-                    ack: 100,
-                    flags: TcpFlags::SYN.union(TcpFlags::ACK),
-                    ..syn
-                };
-                pipeline.segment(&Segment { header: syn_ack, payload: b"" }, 1);
+                segment(&mut pipeline, false, port, (4999, 100), TcpFlags::SYN.union(TcpFlags::ACK), b"");
             }
-            segment(&mut pipeline, true, port, 100, 5000, request);
-            segment(&mut pipeline, false, port, 5000, 100 + request.len() as u32, response);
+            segment(&mut pipeline, true, port, (100, 5000), TcpFlags::ACK, request);
+            segment(&mut pipeline, false, port, (5000, 100 + request.len() as u32), TcpFlags::ACK, response);
         }
         // A third connection, picked up midstream (no handshake: its server's start unknown), is
         // not held: its request goes out once reassembly settles the guessed start.
-        segment(&mut pipeline, true, 40002, 100, 5000, request);
+        segment(&mut pipeline, true, 40002, (100, 5000), TcpFlags::ACK, request);
         pipeline.advance(2_000_001);
         let early = String::from_utf8(pipeline.take_events().concat()).expect("UTF-8 events");
         assert_eq!(early.lines().count(), 3, "{early}");

@@ -43,6 +43,11 @@ impl<H: StreamHandler> Flow<H> {
         self.charged
     }
 
+    /// The direction of a segment from the key's `lo` endpoint when `from_lo`.
+    fn dir_of(&self, from_lo: bool) -> Dir {
+        if from_lo == self.a_is_lo { Dir::A } else { Dir::B }
+    }
+
     /// `of` the streams from the key's `lo` and `hi` endpoints, in that order.
     pub(crate) fn by_origin<T>(&self, of: impl Fn(&Stream) -> T) -> [T; 2] {
         let [a, b] = [of(&self.streams[0]), of(&self.streams[1])];
@@ -61,7 +66,7 @@ impl<H: StreamHandler> Flow<H> {
     ///   after the old connection sent faster than the clock runs.)
     pub(crate) fn is_new_connection(&self, seg: &Segment<'_>, from_lo: bool) -> bool {
         let h = &seg.header;
-        let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
+        let dir = self.dir_of(from_lo);
         let stream = &self.streams[dir.index()];
         if h.flags.contains(TcpFlags::SYN) {
             let other = &self.streams[dir.other().index()];
@@ -78,7 +83,7 @@ impl<H: StreamHandler> Flow<H> {
     /// stream start, where a SYN or SYN-ACK fixed it: a segment of an earlier connection on
     /// these ports (or a late copy of this one's SYN).
     pub(crate) fn precedes(&self, seg: &Segment<'_>, from_lo: bool) -> bool {
-        let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
+        let dir = self.dir_of(from_lo);
         self.streams[dir.index()]
             .isn()
             .is_some_and(|isn| (seg.header.seq.wrapping_sub(isn.wrapping_add(1)) as i32) < 0)
@@ -110,7 +115,7 @@ impl<H: StreamHandler> Flow<H> {
         stats: &mut ReassemblyStats,
         sink: &mut H::Sink,
     ) -> Option<CloseReason> {
-        let dir = if from_lo == self.a_is_lo { Dir::A } else { Dir::B };
+        let dir = self.dir_of(from_lo);
         let h = &seg.header;
         self.last_seen = self.last_seen.max(ts);
         self.handler.on_packet(dir, sink);

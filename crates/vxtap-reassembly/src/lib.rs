@@ -777,8 +777,9 @@ impl<H: StreamHandler> FlowTable<H> {
         sink: &mut H::Sink,
     ) {
         flow.close(self.now, reason, &mut self.stats, sink);
-        if retired || matches!(reason, CloseReason::Fin | CloseReason::Rst | CloseReason::Reused) {
-            // After the close: its holes are flushed, so the spans reach the last bytes seen.
+        // Remembered after the close: its holes are flushed, so the spans reach the last bytes
+        // seen. (Only retired flows close as `Reused`.)
+        if retired || matches!(reason, CloseReason::Fin | CloseReason::Rst) {
             let ended = Ended { isns: flow.by_origin(Stream::isn), spans: flow.by_origin(Stream::span) };
             self.remember(key, ended);
         }

@@ -8,6 +8,13 @@ use crate::{ReassemblyConfig, ReassemblyStats};
 /// the stream (a stale or forged segment), however much was lost.
 const MAX_WINDOW: i64 = 256 << 20;
 
+/// Where sequence number `seq` lies relative to `next`, the next expected one, when within
+/// [`MAX_WINDOW`] of it.
+fn within_window(next: u32, seq: u32) -> Option<i64> {
+    let rel = i64::from(seq.wrapping_sub(next) as i32);
+    (-MAX_WINDOW..=MAX_WINDOW).contains(&rel).then_some(rel)
+}
+
 /// How far before the first segment seen a stream without a SYN may still start: its first bytes
 /// are held until the reorder timeout, so segments sent earlier that arrive later are kept.
 const TENTATIVE_BACK: u32 = 1 << 20;
@@ -80,8 +87,13 @@ impl Stream {
     /// The sequence numbers this stream's bytes took so far, as the first and how many (at most
     /// `u32::MAX`), once its start is no guess: a late copy of its segments lies within them.
     pub(crate) fn span(&self) -> Option<(u32, u32)> {
-        let next = self.next_seq.filter(|_| !self.tentative)?;
-        Some((next.wrapping_sub(self.pos as u32), u32::try_from(self.pos).unwrap_or(u32::MAX)))
+        let first = self.first_seq().filter(|_| !self.tentative)?;
+        Some((first, u32::try_from(self.pos).unwrap_or(u32::MAX)))
+    }
+
+    /// The sequence number of stream offset 0, once the stream has a start (guessed or not).
+    fn first_seq(&self) -> Option<u32> {
+        self.next_seq.map(|next| next.wrapping_sub(self.pos as u32))
     }
 
     fn set_isn(&mut self, isn: u32) {
@@ -96,9 +108,7 @@ impl Stream {
         if self.isn_known {
             return self.isn == seq;
         }
-        let Some(next) = self.next_seq else { return true };
-        let start = next.wrapping_sub(self.pos as u32);
-        seq.wrapping_add(1).wrapping_sub(start) <= TENTATIVE_BACK
+        self.first_seq().is_none_or(|first| seq.wrapping_add(1).wrapping_sub(first) <= TENTATIVE_BACK)
     }
 
     /// Whether bytes at `seq` lie past this stream's FIN, once one was seen, or beyond any window
@@ -106,8 +116,7 @@ impl Stream {
     /// FIN carries the FIN's own sequence number.)
     pub(crate) fn is_past_fin(&self, seq: u32) -> bool {
         let (Some(fin), Some(next)) = (self.fin, self.next_seq) else { return false };
-        let rel = i64::from(seq.wrapping_sub(next) as i32);
-        !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) || self.pos.saturating_add_signed(rel) > fin
+        within_window(next, seq).is_none_or(|rel| self.pos.saturating_add_signed(rel) > fin)
     }
 
     /// Whether a reset at `seq` answers an unacceptable ACK during this stream's handshake: its
@@ -209,12 +218,11 @@ impl Stream {
             self.tentative = true;
             seq.wrapping_sub(TENTATIVE_BACK)
         });
-        let rel = i64::from(seq.wrapping_sub(next) as i32);
-        let len = payload.len() as i64 + missing as i64;
-        if !(-MAX_WINDOW..=MAX_WINDOW).contains(&rel) {
+        let Some(rel) = within_window(next, seq) else {
             stats.out_of_window += 1;
             return;
-        }
+        };
+        let len = payload.len() as i64 + missing as i64;
         if len == 0
             && !fin
             && self.tentative

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{self, ConversationSpec, Exchange, Segment};
-use crate::frame::{self, Encap, flags};
+use crate::frame::{self, Encap};
 use crate::rng::Rng;
 
 /// How the mix's frames are carried.
@@ -571,14 +571,8 @@ fn new_connection(p: &MixParams, i: usize, start_us: u64, reuse: Option<PortUse>
     };
     let ip_extras = rng.chance(p.ip_extras_fraction);
     let conv = conversation::generate(&spec);
-    let isn_of = |from_client: bool| {
-        conv.segments
-            .iter()
-            .find(|s| s.from_client == from_client && s.flags & flags::SYN != 0)
-            .map_or(0, |s| s.seq)
-    };
-    let ends = PortUse { client, server, isns: (isn_of(true), isn_of(false)), start_us };
     let info = &conv.connections[0];
+    let ends = PortUse { client, server, isns: (info.client_isn, info.server_isn), start_us };
     let ranges = info.request_ranges.clone();
     // Timestamp of each request's first byte.
     let mut r = 0;
