@@ -1,6 +1,7 @@
 //! The conversation state machine: roles, request and response directions, pairing and emission.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 
 use memchr::memchr;
 
@@ -28,6 +29,9 @@ struct Entry {
     resp_assigned: bool,
     /// Its response can no longer be paired safely; emit without one.
     no_resp: bool,
+    /// Parsed after a request surely lost, whose answer was not seen yet (see
+    /// [`LostRequest::Unanswered`]).
+    follows_loss: bool,
     response: Option<Response>,
     head_mem: usize,
     resp_mem: usize,
@@ -59,6 +63,23 @@ fn reached(at: u32, mark: u32) -> bool {
 /// are coming (see [`Shared::append_body`]).
 const BODY_RESERVE_AHEAD: usize = 16 << 10;
 
+/// What the pairing knows of a request lost in a gap of the client stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LostRequest {
+    /// None whose answer is still to come, as far as can be told.
+    None,
+    /// A gap took a request (it began where a head was expected, in a connection read from its
+    /// handshake, with no earlier request waiting for its answer), and no answer to a request
+    /// before the next one was seen since. A client that waits for each answer had the lost
+    /// request's before it sent the next request, so that answer comes before any answer
+    /// acknowledging the next request; when one acknowledges it first, it is the lost request's
+    /// and the client pipelines.
+    Unanswered,
+    /// The server's responses lost their framing: answers may have gone unseen, so no later loss
+    /// can be traced.
+    Untraceable,
+}
+
 /// State shared by both directions.
 #[derive(Debug)]
 struct Shared {
@@ -78,13 +99,17 @@ struct Shared {
     /// them, an answer to the first waiting request cannot be told from theirs (see
     /// [`Shared::pair`]).
     answers_owed: bool,
+    /// What is known of a request lost in a gap of the client stream (see [`Shared::pair`]).
+    lost_request: LostRequest,
     /// Two request heads ended in the same delivered bytes, or the client sent one without having
     /// received a server byte since the one before: the client pipelines, so an owed answer can
     /// follow a later request (see [`Shared::pair`]).
     pipelined: bool,
     /// The server offset (modulo 2^32) that the segment completing the last request head
-    /// acknowledged, when known.
-    last_head_acked: Option<u32>,
+    /// acknowledged, plus one, when known: 4 bytes, where 8 would push every flow past its
+    /// allocation class. (Offset 2^32 - 1 reads as unknown, which costs at most one pipelining
+    /// hint.)
+    last_head_acked: Option<NonZeroU32>,
     /// The response stream lost its framing; the next response's acknowledgment tells which
     /// waiting requests the lost bytes may have answered (see [`Shared::pair`]).
     resync_pending: bool,
@@ -116,6 +141,7 @@ impl Shared {
             client_end: 0,
             resync_pending: false,
             answers_owed: false,
+            lost_request: LostRequest::None,
             pipelined: false,
             last_head_acked: None,
             queue: VecDeque::new(),
@@ -158,6 +184,13 @@ impl Shared {
         self.client.is_some_and(|c| self.seen[c.other().idx()] || self.answers_elsewhere[c.other().idx()])
     }
 
+    /// An answer to the lost request may have been seen: no later answer is taken for it.
+    fn forget_lost_request(&mut self) {
+        if self.lost_request == LostRequest::Unanswered {
+            self.lost_request = LostRequest::None;
+        }
+    }
+
     fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
         self.queue.iter_mut().rev().find(|e| e.seq == seq)
     }
@@ -179,6 +212,7 @@ impl Shared {
             req_done: false,
             resp_assigned: false,
             no_resp: false,
+            follows_loss: self.lost_request == LostRequest::Unanswered,
             response: None,
             head_mem,
             resp_mem: 0,
@@ -234,20 +268,31 @@ impl Shared {
         let answers_owed = self.answers_owed && acked.is_some();
         match self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp) {
             Some(e) if acknowledges(acked, e.end) => {
-                if !answers_owed || !self.pipelined {
+                let placed = acked.is_some() && e.end != 0;
+                if self.lost_request == LostRequest::Unanswered && e.follows_loss && placed {
+                    // The answer of the request lost before this one: the client sent this one
+                    // before it had that answer.
+                    self.lost_request = LostRequest::None;
+                    e.follows_loss = false;
+                    self.pipelined = true;
+                } else if !answers_owed || !self.pipelined {
                     // A client that waits for each answer had the owed ones before it sent this
                     // request: this answer is its own.
                     self.answers_owed = false;
                     e.resp_assigned = true;
                     return (Target::Seq(e.seq), e.kind);
+                } else {
+                    // Requests left before this one and a pipelining client may have sent this one
+                    // before their answers: this answer may be theirs, so this request goes without.
+                    e.no_resp = true;
                 }
-                // Requests left before this one and a pipelining client may have sent this one
-                // before their answers: this answer may be theirs, so this request goes without.
-                e.no_resp = true;
             }
             // It answers a request before the first waiting one: those are being answered one by
             // one (requests sent each after the previous answer).
-            _ => self.answers_owed = false,
+            _ => {
+                self.answers_owed = false;
+                self.forget_lost_request();
+            }
         }
         self.anomaly(Anomaly::UnexpectedResponse);
         (Target::Nobody, ReqKind::default())
@@ -257,6 +302,7 @@ impl Shared {
     /// Where stream positions are known, which ones the lost bytes may have answered is decided at
     /// the next response head, whose acknowledgment bounds them; otherwise all of them now.
     fn server_resync(&mut self) {
+        self.lost_request = LostRequest::Untraceable;
         if self.client_end == 0 {
             self.settle_resync(None);
         } else {
@@ -604,9 +650,9 @@ impl ReqDir {
         self.head.clear();
         // Two heads ended in the same delivered bytes, or the client sent this one without having
         // received a server byte since the last one: it did not wait for the answer.
-        let acked = acked.map(|a| a as u32);
+        let acked = acked.and_then(|a| NonZeroU32::new((a as u32).wrapping_add(1)));
         if (sh.client_end != 0 && self.last_head_end == sh.client_end)
-            || acked.is_some_and(|a| sh.last_head_acked == Some(a))
+            || (acked.is_some() && sh.last_head_acked == acked)
         {
             sh.pipelined = true;
         }
@@ -644,6 +690,14 @@ impl ReqDir {
                 // mirror's truncation of long frames leaves them in most requests of a connection,
                 // and each would cost every later request its status.)
                 sh.answers_owed = true;
+                // Where a head was expected, one surely was. Only looked for when no earlier
+                // request waits for its answer: the next answer is then the lost request's or a
+                // later one's, and only a pipelining client's can acknowledge a later request.
+                let at_head = *mode == Mode::Normal || (*mode == Mode::Fresh && !self.midstream);
+                let none_waiting = sh.queue.iter().all(|e| e.resp_assigned || e.no_resp);
+                if at_head && none_waiting && !self.probing && sh.lost_request != LostRequest::Untraceable {
+                    sh.lost_request = LostRequest::Unanswered;
+                }
                 self.head.clear();
                 self.state = RState::Head(Mode::Resync);
             }
@@ -1347,6 +1401,11 @@ impl Conversation {
         match &mut self.dirs[from.idx()] {
             Dir::Req(r) => {
                 r.gap(len, ts, &mut self.sh);
+                if self.held.as_ref().is_some_and(|h| h.answered_upto.is_some()) {
+                    // Answers went ahead of their requests (too many bytes to hold): the lost
+                    // request's may have been among them.
+                    self.sh.forget_lost_request();
+                }
                 if let Some(offset) = offset.filter(|_| self.sh.client == Some(from)) {
                     self.place_client((offset + len) as u32);
                 }
