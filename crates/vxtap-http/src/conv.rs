@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 
-use memchr::memchr;
+use memchr::{memchr, memmem};
 
 use crate::chunked::Chunked;
 use crate::head::{self, BodyKind, HeadEvent, HeadReader, Prefix};
@@ -802,13 +802,16 @@ impl RespDir {
             let rest = &data[i..];
             match &mut self.state {
                 SState::Stopped => break,
-                SState::Skip => match memchr(b'\n', rest) {
-                    Some(off) => {
-                        i += off + 1;
-                        self.state = SState::Head(Mode::Resync);
+                SState::Skip => {
+                    // To the end of the line, or to a status line glued to the tail of a body.
+                    let line = memchr(b'\n', rest).map_or(rest, |end| &rest[..end]);
+                    match memmem::find(line, b"HTTP/1.") {
+                        Some(at) => i += at,
+                        None if line.len() < rest.len() => i += line.len() + 1,
+                        None => break,
                     }
-                    None => break,
-                },
+                    self.state = SState::Head(Mode::Resync);
+                }
                 SState::Length(rem) => {
                     let n = (*rem).min(rest.len() as u64);
                     *rem -= n;
@@ -863,7 +866,13 @@ impl RespDir {
                 let complete = ev == HeadEvent::FirstLine;
                 match self.verdict(mode, complete) {
                     Verdict::Pending => {}
-                    Verdict::Accept => self.state = SState::Head(Mode::Normal),
+                    Verdict::Accept => {
+                        if mode == Mode::Resync {
+                            let skip = head::status_resync_start(self.head.first_line()).unwrap_or(0);
+                            self.head.drop_front(skip);
+                        }
+                        self.state = SState::Head(Mode::Normal);
+                    }
                     Verdict::Tls => {
                         sh.stop(Anomaly::NotHttp(NotHttpKind::Tls));
                         self.state = SState::Stopped;
@@ -905,15 +914,18 @@ impl RespDir {
                 _ => {}
             }
         }
-        let strict = mode == Mode::Resync;
-        match self.head.status_prefix_check(strict) {
+        let resync = mode == Mode::Resync;
+        if resync && complete {
+            // A status line may follow the tail of a body whose length was lost.
+            let found = head::status_resync_start(self.head.first_line()).is_some();
+            return if found { Verdict::Accept } else { Verdict::Garbage };
+        }
+        match self.head.status_prefix_check(resync) {
             Prefix::Bad => return Verdict::Garbage,
             _ if !complete => return Verdict::Pending,
             _ => {}
         }
-        let line = self.head.first_line();
-        let ok =
-            if strict { head::is_strict_status_line(line) } else { head::parse_status_line(line).is_some() };
+        let ok = head::parse_status_line(self.head.first_line()).is_some();
         if ok { Verdict::Accept } else { Verdict::Garbage }
     }
 

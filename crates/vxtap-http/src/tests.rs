@@ -819,6 +819,50 @@ fn malformed_response_resyncs() {
 }
 
 #[test]
+fn a_status_line_glued_to_the_tail_of_a_lost_body_is_found_again() {
+    // As a generated lossy capture had it: the response stream lost its framing, and the next
+    // status line followed the last bytes of a body with no line end between them (JSON bodies
+    // end without one). Skipping to the end of the line skipped that status line too, and its
+    // answer was lost.
+    let (r1, r2) = (&b"GET /1 HTTP/1.1\r\n\r\n"[..], &b"GET /2 HTTP/1.1\r\n\r\n"[..]);
+    let (end1, end2) = (r1.len() as u64, (r1.len() + r2.len()) as u64);
+    let first = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"id\":1234}";
+    let lost = 20..first.len() - 4;
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_stream_data(A, r1, 1, 0, None);
+    c.on_stream_data(B, &first[..lost.start], 2, 0, Some(end1));
+    c.on_stream_gap(B, lost.start as u64, lost.len() as u64, 3);
+    c.on_stream_data(A, r2, 4, end1, None);
+    let rest = [&first[lost.end..], &b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"[..]].concat();
+    c.on_stream_data(B, &rest, 5, lost.end as u64, Some(end2));
+    c.finish(6);
+    assert_eq!(pairs(&drain(&mut c)), [(b"/1".to_vec(), None), (b"/2".to_vec(), Some(404))]);
+}
+
+#[test]
+fn a_status_line_glued_to_bytes_skipped_as_garbage_is_found_again() {
+    // A server sent more body bytes than its Content-Length said, and its next answer right after
+    // them, in a later segment. The extra bytes are skipped to the end of their line, but not past
+    // the status line that ends it.
+    let (r1, r2) = (&b"GET /1 HTTP/1.1\r\n\r\n"[..], &b"GET /2 HTTP/1.1\r\n\r\n"[..]);
+    let (end1, end2) = (r1.len() as u64, (r1.len() + r2.len()) as u64);
+    let first = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabcdef";
+    let second = b"ghHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_stream_data(A, r1, 1, 0, None);
+    c.on_stream_data(B, first, 2, 0, Some(end1));
+    c.on_stream_data(A, r2, 3, end1, None);
+    c.on_stream_data(B, second, 4, first.len() as u64, Some(end2));
+    c.finish(5);
+    let out = drain(&mut c);
+    assert_eq!(pairs(&out), [(b"/1".to_vec(), Some(200)), (b"/2".to_vec(), Some(404))], "{out:?}");
+}
+
+#[test]
 fn buffered_bytes_tracks_heads_and_bodies() {
     let mut c = new(Some(A));
     c.on_packet(B);
