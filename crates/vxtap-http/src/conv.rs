@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 
-use memchr::{memchr, memmem};
+use memchr::memchr;
 
 use crate::chunked::Chunked;
 use crate::head::{self, BodyKind, HeadEvent, HeadReader, Prefix};
@@ -29,9 +29,6 @@ struct Entry {
     resp_assigned: bool,
     /// Its response can no longer be paired safely; emit without one.
     no_resp: bool,
-    /// Parsed after a request surely lost, whose answer was not seen yet (see
-    /// [`LostRequest::Unanswered`]).
-    follows_loss: bool,
     response: Option<Response>,
     head_mem: usize,
     resp_mem: usize,
@@ -69,11 +66,10 @@ enum LostRequest {
     /// None whose answer is still to come, as far as can be told.
     None,
     /// A gap took a request (it began where a head was expected, in a connection read from its
-    /// handshake, with no earlier request waiting for its answer), and no answer to a request
-    /// before the next one was seen since. A client that waits for each answer had the lost
-    /// request's before it sent the next request, so that answer comes before any answer
-    /// acknowledging the next request; when one acknowledges it first, it is the lost request's
-    /// and the client pipelines.
+    /// handshake, with no earlier request waiting for its answer), and no answer came since. A
+    /// client that waits for each answer had the lost request's before it sent the next request,
+    /// so that answer comes first; when the first answer acknowledges a later request, it is the
+    /// lost request's and the client pipelines. Any first answer ends this state.
     Unanswered,
     /// The server's responses lost their framing: answers may have gone unseen, so no later loss
     /// can be traced.
@@ -212,7 +208,6 @@ impl Shared {
             req_done: false,
             resp_assigned: false,
             no_resp: false,
-            follows_loss: self.lost_request == LostRequest::Unanswered,
             response: None,
             head_mem,
             resp_mem: 0,
@@ -266,14 +261,14 @@ impl Shared {
             return (Target::Ghost, self.ghosts.remove(0));
         }
         let answers_owed = self.answers_owed && acked.is_some();
+        // Only the first answer after a loss can be known for the lost request's.
+        let lost_unanswered = self.lost_request == LostRequest::Unanswered;
+        self.forget_lost_request();
         match self.queue.iter_mut().find(|e| !e.resp_assigned && !e.no_resp) {
             Some(e) if acknowledges(acked, e.end) => {
-                let placed = acked.is_some() && e.end != 0;
-                if self.lost_request == LostRequest::Unanswered && e.follows_loss && placed {
+                if lost_unanswered && acked.is_some() && e.end != 0 {
                     // The answer of the request lost before this one: the client sent this one
                     // before it had that answer.
-                    self.lost_request = LostRequest::None;
-                    e.follows_loss = false;
                     self.pipelined = true;
                 } else if !answers_owed || !self.pipelined {
                     // A client that waits for each answer had the owed ones before it sent this
@@ -289,10 +284,7 @@ impl Shared {
             }
             // It answers a request before the first waiting one: those are being answered one by
             // one (requests sent each after the previous answer).
-            _ => {
-                self.answers_owed = false;
-                self.forget_lost_request();
-            }
+            _ => self.answers_owed = false,
         }
         self.anomaly(Anomaly::UnexpectedResponse);
         (Target::Nobody, ReqKind::default())
@@ -794,6 +786,12 @@ impl RespDir {
 
     /// Reads response bytes; `acked` is the client's stream offset their segment acknowledged.
     fn feed(&mut self, data: &[u8], ts: u64, acked: Option<u64>, sh: &mut Shared) {
+        if matches!(self.state, SState::Skip) {
+            // A new segment is a likelier place for the next response than the middle of a line:
+            // after lost framing, a status line that follows a body with no line end between
+            // (JSON bodies end without one) is not skipped with the body's last line.
+            self.state = SState::Head(Mode::Resync);
+        }
         let mut i = 0;
         while i < data.len() {
             if sh.stop_all {
@@ -802,16 +800,13 @@ impl RespDir {
             let rest = &data[i..];
             match &mut self.state {
                 SState::Stopped => break,
-                SState::Skip => {
-                    // To the end of the line, or to a status line glued to the tail of a body.
-                    let line = memchr(b'\n', rest).map_or(rest, |end| &rest[..end]);
-                    match memmem::find(line, b"HTTP/1.") {
-                        Some(at) => i += at,
-                        None if line.len() < rest.len() => i += line.len() + 1,
-                        None => break,
+                SState::Skip => match memchr(b'\n', rest) {
+                    Some(off) => {
+                        i += off + 1;
+                        self.state = SState::Head(Mode::Resync);
                     }
-                    self.state = SState::Head(Mode::Resync);
-                }
+                    None => break,
+                },
                 SState::Length(rem) => {
                     let n = (*rem).min(rest.len() as u64);
                     *rem -= n;
@@ -866,13 +861,7 @@ impl RespDir {
                 let complete = ev == HeadEvent::FirstLine;
                 match self.verdict(mode, complete) {
                     Verdict::Pending => {}
-                    Verdict::Accept => {
-                        if mode == Mode::Resync {
-                            let skip = head::status_resync_start(self.head.first_line()).unwrap_or(0);
-                            self.head.drop_front(skip);
-                        }
-                        self.state = SState::Head(Mode::Normal);
-                    }
+                    Verdict::Accept => self.state = SState::Head(Mode::Normal),
                     Verdict::Tls => {
                         sh.stop(Anomaly::NotHttp(NotHttpKind::Tls));
                         self.state = SState::Stopped;
@@ -914,18 +903,15 @@ impl RespDir {
                 _ => {}
             }
         }
-        let resync = mode == Mode::Resync;
-        if resync && complete {
-            // A status line may follow the tail of a body whose length was lost.
-            let found = head::status_resync_start(self.head.first_line()).is_some();
-            return if found { Verdict::Accept } else { Verdict::Garbage };
-        }
-        match self.head.status_prefix_check(resync) {
+        let strict = mode == Mode::Resync;
+        match self.head.status_prefix_check(strict) {
             Prefix::Bad => return Verdict::Garbage,
             _ if !complete => return Verdict::Pending,
             _ => {}
         }
-        let ok = head::parse_status_line(self.head.first_line()).is_some();
+        let line = self.head.first_line();
+        let ok =
+            if strict { head::is_strict_status_line(line) } else { head::parse_status_line(line).is_some() };
         if ok { Verdict::Accept } else { Verdict::Garbage }
     }
 

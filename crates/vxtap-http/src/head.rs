@@ -433,18 +433,6 @@ pub(crate) fn is_strict_status_line(line: &[u8]) -> bool {
     }
 }
 
-/// Where a status line ends the line `line` (the bytes before it are the tail of a body whose length
-/// was lost): a strict status line (see [`is_strict_status_line`]), which may follow other bytes
-/// directly (`...}HTTP/1.1 404 Not Found`). Returns its offset; `None` when there is no such line.
-/// Besides the line's start, only its last `HTTP/1.` is tried, so a hostile line costs two passes,
-/// not one per occurrence.
-pub(crate) fn status_resync_start(line: &[u8]) -> Option<usize> {
-    if is_strict_status_line(line) {
-        return Some(0);
-    }
-    memchr::memmem::rfind(line, b"HTTP/1.").filter(|&at| is_strict_status_line(&line[at..]))
-}
-
 /// Parses the header section (up to the empty line). Obsolete line folding is joined to the previous
 /// value with one space. `None` when a line has no colon or an empty name.
 pub(crate) fn parse_headers(section: &[u8]) -> Option<Vec<Header>> {
@@ -598,11 +586,6 @@ mod tests {
         assert!(is_strict_status_line(b"HTTP/1.1 200 OK\r"));
         assert!(is_strict_status_line(b"HTTP/1.0 204"));
         assert!(!is_strict_status_line(b"HTTP/1.1 200OK"));
-        assert_eq!(status_resync_start(b"HTTP/1.1 200 OK\r"), Some(0));
-        assert_eq!(status_resync_start(b"{\"a\":1}HTTP/1.1 404 Not Found\r"), Some(7));
-        assert_eq!(status_resync_start(b"see HTTP/1.1 for details\r"), None);
-        assert_eq!(status_resync_start(b"body"), None);
-        assert_eq!(status_resync_start(b"HTTP/1.1 200 Fine, HTTP/1.1 it is"), Some(0));
     }
 
     #[test]
