@@ -1796,6 +1796,19 @@ fn a_request_sent_before_any_answer_arrived_marks_the_client_as_pipelining() {
     assert_eq!(pairs(&drain(&mut c)), [(b"/1".to_vec(), None), (b"/2".to_vec(), None)]);
 }
 
+/// A conversation read from its handshake whose first of `n` GET requests the mirror lost; the
+/// second was delivered. Returns it with the requests and their end offsets.
+fn first_request_lost(n: usize) -> (Conversation, Vec<Vec<u8>>, Vec<u64>) {
+    let reqs = gets(n);
+    let ends = ends_of(&reqs);
+    let mut c = new(Some(A));
+    c.on_packet(A);
+    c.on_packet(B);
+    c.on_stream_gap(A, 0, ends[0], 1);
+    c.on_stream_data(A, &reqs[1], 2, ends[0], Some(0));
+    (c, reqs, ends)
+}
+
 #[test]
 fn after_lost_pipelined_requests_the_one_left_takes_no_earlier_answer() {
     // As generated lossy captures had it (six connections in three mixes): a client pipelined
@@ -1804,14 +1817,8 @@ fn after_lost_pipelined_requests_the_one_left_takes_no_earlier_answer() {
     // client that waits for each answer had the lost request's before it sent the next one, and
     // the server's stream, read from its start, holds no answer before this one: it is the lost
     // request's, and the request left goes without status rather than with its status.
-    let reqs = gets(2);
-    let ends = ends_of(&reqs);
+    let (mut c, _, ends) = first_request_lost(2);
     let (a1, a2) = (answer("201 Created"), answer("404 Not Found"));
-    let mut c = new(Some(A));
-    c.on_packet(A);
-    c.on_packet(B);
-    c.on_stream_gap(A, 0, ends[0], 1);
-    c.on_stream_data(A, &reqs[1], 2, ends[0], Some(0));
     c.on_stream_data(B, &a1, 3, 0, Some(ends[1]));
     c.on_stream_data(B, &a2, 4, a1.len() as u64, Some(ends[1]));
     c.finish(5);
@@ -1823,14 +1830,8 @@ fn only_the_first_answer_after_a_lost_request_can_be_taken_for_its_answer() {
     // The first answer after the loss came in a segment without an acknowledgment, so nothing
     // showed whether it was the lost request's; it went to /2. The next answer, which
     // acknowledges /3, is /3's own.
-    let reqs = gets(3);
-    let ends = ends_of(&reqs);
+    let (mut c, reqs, ends) = first_request_lost(3);
     let (a2, a3) = (answer("404 Not Found"), answer("201 Created"));
-    let mut c = new(Some(A));
-    c.on_packet(A);
-    c.on_packet(B);
-    c.on_stream_gap(A, 0, ends[0], 1);
-    c.on_stream_data(A, &reqs[1], 2, ends[0], Some(0));
     c.on_stream_data(B, &a2, 3, 0, None);
     c.on_stream_data(A, &reqs[2], 4, ends[1], Some(a2.len() as u64));
     c.on_stream_data(B, &a3, 5, a2.len() as u64, Some(ends[2]));
