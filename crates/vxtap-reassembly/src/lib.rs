@@ -490,17 +490,17 @@ impl<H: StreamHandler> FlowTable<H> {
                 (flow.segment(seg, forward, ts, &self.cfg, &mut self.stats, sink), flow.recharge())
             }
             found => {
-                let reused = found.is_some();
-                if reused {
-                    // Not when it is a late copy of the connection before the open one (a SYN
-                    // of its handshake, or bytes past the open one's FIN).
-                    if self.recently_closed(&key).is_some_and(|old| old.is_late_copy(&seg.header, forward)) {
-                        self.stats.stray += 1;
-                        return;
-                    }
+                let was_open = found.is_some();
+                // A late copy of a segment of a connection that closed moments ago (its SYN or
+                // SYN-ACK included) opens nothing, nor moves an open flow aside: a new connection
+                // on the same ports starts from other sequence numbers. Judged before the open
+                // flow is retired, which may push an older one out of what is remembered.
+                let stale =
+                    self.recently_closed(&key).is_some_and(|old| old.is_late_copy(&seg.header, forward));
+                if was_open && !stale {
                     self.retire(&key, sink);
                 }
-                if !self.open(key, forward, seg, ts, reused, sink, make) {
+                if !self.open(key, forward, seg, ts, stale, sink, make) {
                     return;
                 }
                 let Some(flow) = self.flows.get_mut(&key) else { return };
@@ -515,8 +515,7 @@ impl<H: StreamHandler> FlowTable<H> {
     }
 
     /// Opens the flow `key` for its first segment; false when the segment opens nothing (a stray
-    /// bare ACK, FIN or RST, or a late copy from a connection that just closed). `reused`: the
-    /// segment just closed the flow before it, as one of a new connection.
+    /// bare ACK, FIN or RST, or, `stale`, a late copy from a connection that just closed).
     #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
@@ -524,17 +523,14 @@ impl<H: StreamHandler> FlowTable<H> {
         forward: bool,
         seg: &Segment<'_>,
         ts: u64,
-        reused: bool,
+        stale: bool,
         sink: &mut H::Sink,
         make: impl FnOnce(&FlowInfo, &mut H::Sink) -> H,
     ) -> bool {
         let h = &seg.header;
         let syn = h.flags.contains(TcpFlags::SYN);
         let bare = seg.payload.is_empty() && h.missing == 0;
-        // A bare ACK, FIN or RST opens nothing (typically the last ACK of a closed connection), and
-        // neither does a late copy of a segment of a connection that closed moments ago, its SYN or
-        // SYN-ACK included: a new connection on the same ports starts from another sequence number.
-        let stale = !reused && self.recently_closed(&key).is_some_and(|old| old.is_late_copy(h, forward));
+        // A bare ACK, FIN or RST opens nothing (typically the last ACK of a closed connection).
         if stale || (!syn && bare) {
             self.stats.stray += 1;
             return false;
@@ -568,16 +564,8 @@ impl<H: StreamHandler> FlowTable<H> {
             }
             self.remove(&key, CloseReason::Idle, sink);
         }
-        let cfg = &self.cfg;
-        let now = self.now;
-        let stats = &mut self.stats;
-        let mut memory = self.memory;
-        for flow in self.flows.values_mut().filter(|f| f.has_hole()) {
-            flow.expire_holes(now, cfg, stats, sink);
-            let (before, after) = flow.recharge();
-            memory = memory + after - before;
-        }
-        self.memory = memory;
+        let flows = self.flows.values_mut();
+        Self::expire_overdue_holes(flows, self.now, &self.cfg, &mut self.stats, &mut self.memory, sink);
         if !self.retired.is_empty() {
             self.advance_retired(sink);
         }
@@ -737,10 +725,26 @@ impl<H: StreamHandler> FlowTable<H> {
         for (key, index) in due {
             self.close_retired(&key, index, CloseReason::Idle, sink);
         }
-        for old in self.retired.values_mut().flatten().filter(|old| old.has_hole()) {
-            old.expire_holes(now, &self.cfg, &mut self.stats, sink);
-            let (before, after) = old.recharge();
-            self.memory = self.memory + after - before;
+        let retired = self.retired.values_mut().flatten();
+        Self::expire_overdue_holes(retired, now, &self.cfg, &mut self.stats, &mut self.memory, sink);
+    }
+
+    /// Declares the holes of `flows` that waited longer than the reorder timeout lost, and
+    /// recharges those flows against the memcap: open and retired flows alike.
+    fn expire_overdue_holes<'f>(
+        flows: impl Iterator<Item = &'f mut Box<Flow<H>>>,
+        now: u64,
+        cfg: &ReassemblyConfig,
+        stats: &mut ReassemblyStats,
+        memory: &mut usize,
+        sink: &mut H::Sink,
+    ) where
+        H: 'f,
+    {
+        for flow in flows.filter(|f| f.has_hole()) {
+            flow.expire_holes(now, cfg, stats, sink);
+            let (before, after) = flow.recharge();
+            *memory = *memory + after - before;
         }
     }
 
